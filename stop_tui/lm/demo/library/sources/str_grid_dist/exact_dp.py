@@ -1,3 +1,6 @@
+from itertools import pairwise
+
+
 def algorithm(t: str, dist: int):
     """Exact construction by dynamic programming over reachable distances.
 
@@ -11,7 +14,7 @@ def algorithm(t: str, dist: int):
     n = len(t)
     if n == 0:
         return ""
-    target = dist - sum(a != b for a, b in zip(t, t[1:]))
+    target = dist - sum(a != b for a, b in pairwise(t))
     letters = "AB"
     reachable = [[set(), set()] for _ in range(n)]
     for c in range(2):

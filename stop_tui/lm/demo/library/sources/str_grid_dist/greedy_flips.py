@@ -1,7 +1,10 @@
+from itertools import pairwise
+
+
 def grid_dist(s: str, t: str) -> int:
-    ans = sum(a != b for a, b in zip(s, t))
-    ans += sum(a != b for a, b in zip(s, s[1:]))
-    ans += sum(a != b for a, b in zip(t, t[1:]))
+    ans = sum(a != b for a, b in zip(s, t, strict=True))
+    ans += sum(a != b for a, b in pairwise(s))
+    ans += sum(a != b for a, b in pairwise(t))
     return ans
 
 
