@@ -13,7 +13,7 @@ def improve_algorithm(initial_solution, utility, language_model):
     beam_width = 2
     calls_left = language_model.budget
     evaluations_left = utility.budget
-    scores = {}
+    scores: dict[str, float] = {}
 
     def evaluate(solution):
         nonlocal evaluations_left

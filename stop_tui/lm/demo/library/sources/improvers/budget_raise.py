@@ -29,7 +29,7 @@ Score function:
 ```
 
 First propose an idea, then implement it."""
-    candidates = []
+    candidates: list[str] = []
     for _ in range(20):
         try:
             responses = language_model.prompt(

@@ -11,7 +11,7 @@ def improve_algorithm(initial_solution, utility, language_model):
     expertise = "You are an expert programmer who improves algorithms step by step."
     calls_left = language_model.budget
     evaluations_left = utility.budget
-    scores = {}
+    scores: dict[str, float] = {}
 
     def evaluate(solution):
         nonlocal evaluations_left

@@ -15,18 +15,18 @@ def algorithm(F, D, P, lambda_value=0.5):
     n = len(F)
     order = np.argsort(-(F.sum(axis=0) + F.sum(axis=1)))
     assignment = [-1] * n
-    placed = []
+    placed: list[int] = []
     free = set(range(n))
     for facility in order:
-        best_location, best_cost = None, None
-        for location in free:
+        best_location, best_cost = -1, float("inf")
+        for location in sorted(free):
             cost = F[facility, facility] * D[location, location]
             cost -= lambda_value * P[facility, location]
             for other in placed:
                 where = assignment[other]
                 cost += F[facility, other] * D[location, where]
                 cost += F[other, facility] * D[where, location]
-            if best_cost is None or cost < best_cost:
+            if cost < best_cost:
                 best_location, best_cost = location, cost
         assignment[facility] = best_location
         placed.append(facility)

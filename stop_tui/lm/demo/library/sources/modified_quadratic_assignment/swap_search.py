@@ -30,7 +30,7 @@ def algorithm(F, D, P, lambda_value=0.5, n_starts=4):
         prefs = P[np.arange(n)[None, :], candidates].sum(axis=1)
         return flows - lambda_value * prefs, candidates
 
-    best, best_cost = None, None
+    best, best_cost = np.arange(n), float("inf")
     for start in range(n_starts):
         a = np.arange(n) if start == 0 else rng.permutation(n)
         current = cost(a)
@@ -40,6 +40,6 @@ def algorithm(F, D, P, lambda_value=0.5, n_starts=4):
             if costs[k] >= current - 1e-12:
                 break
             a, current = candidates[k], float(costs[k])
-        if best_cost is None or current < best_cost:
+        if current < best_cost:
             best, best_cost = a.copy(), current
     return best.tolist()

@@ -16,7 +16,7 @@ def algorithm(t: str, dist: int):
         return ""
     target = dist - sum(a != b for a, b in pairwise(t))
     letters = "AB"
-    reachable = [[set(), set()] for _ in range(n)]
+    reachable: list[list[set[int]]] = [[set(), set()] for _ in range(n)]
     for c in range(2):
         reachable[0][c].add(int(letters[c] != t[0]))
     for i in range(1, n):

@@ -11,7 +11,7 @@ def algorithm(formula, max_flips=1000, noise=0.5):
     rng = random.Random(0)
     n = max(abs(lit) for clause in formula for lit in clause)
     assignment = [False] + [rng.random() < 0.5 for _ in range(n)]
-    occurrences = [[] for _ in range(n + 1)]
+    occurrences: list[list[int]] = [[] for _ in range(n + 1)]
     for index, clause in enumerate(formula):
         for lit in clause:
             occurrences[abs(lit)].append(index)

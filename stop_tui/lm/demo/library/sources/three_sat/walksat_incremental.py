@@ -14,7 +14,7 @@ def algorithm(formula, max_flips=20000, noise=0.4, restart_every=4000):
     rng = random.Random(0)
     n = max(abs(lit) for clause in formula for lit in clause)
     clauses = [tuple(clause) for clause in formula]
-    occurrences = [[] for _ in range(n + 1)]
+    occurrences: list[list[tuple[int, bool]]] = [[] for _ in range(n + 1)]
     balance = [0] * (n + 1)
     for index, clause in enumerate(clauses):
         for lit in clause:
