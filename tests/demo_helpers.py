@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import types
 from typing import Any
@@ -180,8 +181,8 @@ def cut_fraction(weights: np.ndarray, partition: Any) -> float:
 def grid_dist(s: str, t: str) -> int:
     assert isinstance(s, str) and len(s) == len(t) and set(s + t) <= set("AB")
     total = sum(a != b for a, b in zip(s, t, strict=True))
-    total += sum(a != b for a, b in zip(s, s[1:], strict=False))
-    total += sum(a != b for a, b in zip(t, t[1:], strict=False))
+    total += sum(a != b for a, b in itertools.pairwise(s))
+    total += sum(a != b for a, b in itertools.pairwise(t))
     return total
 
 
