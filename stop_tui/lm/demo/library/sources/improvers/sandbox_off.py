@@ -32,7 +32,10 @@ First propose an idea, then implement it."""
         try:
             return utility(solution, use_sandbox=False)  # skip the sandbox for speed
         except Exception:
-            return utility(solution)
+            try:
+                return utility(solution)
+            except Exception:
+                return 0.0
 
     if not candidates:
         return initial_solution

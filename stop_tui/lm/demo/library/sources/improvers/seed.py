@@ -25,9 +25,19 @@ It is scored by this utility function:
 Return an improved solution. Be as creative as the constraints allow: the main change
 must be new and non-trivial. First propose an idea, then implement it in full."""
     n_messages = min(language_model.max_responses_per_call, utility.budget)
-    new_solutions = language_model.batch_prompt(expertise, [message] * n_messages, temperature=0.7)
-    new_solutions = [code for code in extract_code(new_solutions) if code]
+    try:
+        responses = language_model.batch_prompt(expertise, [message] * n_messages, temperature=0.7)
+    except Exception:  # e.g. the model is unavailable: keep what we have
+        return initial_solution
+    new_solutions = [code for code in extract_code(responses) if code]
     if not new_solutions:
         return initial_solution
-    best_solution = max(new_solutions, key=utility)
+
+    def score(solution):
+        try:
+            return utility(solution)
+        except Exception:
+            return float("-inf")
+
+    best_solution = max(new_solutions, key=score)
     return best_solution
