@@ -214,6 +214,7 @@ def test_maxcut_local_search_beats_greedy_and_random() -> None:
     assert 0.45 < mean["random_split"] < 0.55, mean
     assert mean["local_search"] > mean["greedy"] > mean["random_split"], mean
     assert mean["local_search"] > mean["random_split"] + 0.03, mean
+    assert mean["iterated_local_search"] > mean["local_search"], mean
 
 
 def test_exact_grid_distance_construction_is_exact() -> None:

@@ -112,6 +112,11 @@ _SOLUTIONS: dict[str, list[tuple[str, str]]] = {
             "start from the greedy cut and move single nodes across while that increases "
             "the cut, keeping the gains up to date with numpy",
         ),
+        (
+            "iterated_local_search",
+            "iterated local search: climb to a local optimum, kick a few nodes across and "
+            "climb again, keeping the best cut",
+        ),
     ],
     "str_grid_dist": [
         ("seed", "return t itself"),
