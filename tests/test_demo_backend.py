@@ -25,6 +25,7 @@ from stop_tui.lm.demo import (
     recognise,
 )
 from stop_tui.lm.types import Backend, ChatRequest
+from stop_tui.paths import tasks_dir
 
 SYSTEM = "You are an expert computer scientist and programmer."
 
@@ -283,3 +284,29 @@ async def test_keeping_the_best_answer_under_the_utility_climbs() -> None:
 def test_rejects_bad_options(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         DemoBackend(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_recognises_the_shipped_task_prompts(task: str) -> None:
+    folder = tasks_dir() / task
+    if not (folder / "utility.txt").is_file() or not (folder / "seed.py").is_file():
+        pytest.skip(f"tasks/{task} is not in this checkout")
+    utility_text = (folder / "utility.txt").read_text(encoding="utf-8")
+    if utility_text.strip() == "TODO":
+        pytest.skip(f"tasks/{task}/utility.txt is not written yet")
+    seed = (folder / "seed.py").read_text(encoding="utf-8")
+    recognition = recognise(SYSTEM, improve_prompt(seed, utility_text))
+    assert (recognition.kind, recognition.task) == ("solution", task)
+
+
+async def test_an_unknown_task_gets_the_generic_reply() -> None:
+    user = improve_prompt(
+        "def algorithm(graph, start):\n    return dijkstra(graph, start)\n",
+        "def utility(algorithm_str):\n    '''Shortest paths in a road network.'''\n",
+    )
+    assert recognise(SYSTEM, user).kind == "other"
+    result = await DemoBackend(seed=1).complete(
+        ChatRequest(model="demo", system=SYSTEM, user=user, n=2)
+    )
+    for text in result.texts:
+        assert text.startswith(DEMO_LABEL) and "```" not in text
