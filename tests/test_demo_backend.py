@@ -310,3 +310,15 @@ async def test_an_unknown_task_gets_the_generic_reply() -> None:
     )
     for text in result.texts:
         assert text.startswith(DEMO_LABEL) and "```" not in text
+
+
+def test_recognises_tasks_from_their_entry_point_signatures() -> None:
+    cases = {
+        "def algorithm(train_samples, train_parity, test_samples): labels have noise": "parity_noise",
+        "Write def algorithm(formula) returning a satisfying assignment for the clauses.": "three_sat",
+        "Write algorithm(adjacency_matrix) returning a partition.": "maxcut",
+        "Write algorithm(t, dist) returning a string over 'AB'.": "str_grid_dist",
+        "Write algorithm(F, D, P) returning the facilities' locations.": "modified_quadratic_assignment",
+    }
+    for text, task in cases.items():
+        assert recognise("", text).task == task, text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from stop_tui.lm.demo.library import IMPROVER, LibraryEntry, demo_improvers, demo_solutions
@@ -41,6 +42,7 @@ _TASK_WORDS: dict[str, list[tuple[str, int]]] = {
         (r"3-?sat|three_sat", 3),
         (r"\bclauses?\b", 2),
         (r"\bformula\b", 1),
+        (r"algorithm\(formula\)", 2),
         (r"\bliterals?\b", 1),
         (r"satisf", 1),
     ],
@@ -52,12 +54,13 @@ _TASK_WORDS: dict[str, list[tuple[str, int]]] = {
     ],
     "str_grid_dist": [
         (r"grid_dist|grid distance|str_grid_dist", 3),
-        (r"find_at_dist", 2),
+        (r"find_at_dist|algorithm\(t, dist\)", 2),
         (r"\"ab\"|'ab'", 1),
     ],
     "modified_quadratic_assignment": [
         (r"quadratic assignment|mqap|modified_quadratic_assignment", 3),
         (r"facilit(y|ies)", 2),
+        (r"algorithm\(f, d, p\)", 2),
         (r"\bflow\b", 1),
         (r"preference", 1),
     ],
@@ -67,6 +70,11 @@ _NOISELESS = re.compile(r"noiseless|noise-free|without (label )?noise|\bno (labe
 _NOISY = re.compile(r"nois")
 
 
+@cache
+def _normalised_source(source: str) -> str:
+    return _normalise(source)
+
+
 def _normalise(text: str) -> str:
     """Code compared line by line, ignoring indentation changes and blank lines."""
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
@@ -74,7 +82,7 @@ def _normalise(text: str) -> str:
 
 def _level(prompt: str, entries: list[LibraryEntry]) -> int:
     haystack = _normalise(prompt)
-    matched = [e.strength for e in entries if _normalise(e.source) in haystack]
+    matched = [e.strength for e in entries if _normalised_source(e.source) in haystack]
     return max(matched, default=-1)
 
 
