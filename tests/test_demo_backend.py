@@ -198,7 +198,7 @@ async def test_failure_and_no_code_rates_are_roughly_honoured() -> None:
     for _ in range(100):
         texts.extend((await backend.complete(request)).texts)
     assert len(texts) == 600
-    no_code = broken = 0
+    no_code = broken = syntax_errors = 0
     args = [np.zeros((100, 10), dtype=int), np.zeros(100, dtype=int), np.ones((20, 10), dtype=int)]
     for text in texts:
         code = code_of(text)
@@ -207,11 +207,15 @@ async def test_failure_and_no_code_rates_are_roughly_honoured() -> None:
             continue
         try:
             load(code, "algorithm")(*args)
-        except Exception:  # SyntaxError when defining, NameError when calling
+        except SyntaxError:
+            broken += 1
+            syntax_errors += 1
+        except Exception:  # e.g. a NameError when called
             broken += 1
     # Expected 60 without code and 120 broken; generous bounds, fixed seed.
     assert 30 <= no_code <= 95
     assert 75 <= broken <= 170
+    assert 20 <= syntax_errors <= broken - 20  # both kinds of breakage occur
 
 
 async def test_no_failures_when_the_rates_are_zero() -> None:
