@@ -473,7 +473,12 @@ class RunStore:
         for s in steps:
             s.adopted = s.commit in adopted_sources
         steps.sort(
-            key=lambda s: (s.generation, order.get(s.kind, 3), s.candidate or 0, -position[s.commit])
+            key=lambda s: (
+                s.generation,
+                order.get(s.kind, 3),
+                s.candidate or 0,
+                -position[s.commit],
+            )
         )
         return steps
 
@@ -593,7 +598,7 @@ class RunStore:
                     "tests": [t.to_json() for t in rec.tests] if rec else [],
                     "decision": s.decision,
                     "adopted": s.adopted,
-                    "flags": s.flags,
+                    "flags": rec.flags if rec else s.flags,
                     "model": s.model,
                     "cost": _opt_cost(rec.budget) if rec else None,
                 }
