@@ -221,7 +221,7 @@ def test_list_runs_and_state(run: tuple[RunStore, dict[str, str]], tmp_path: Pat
     store, c = run
     other = build_run(store, generations=1, candidates=1, run_id="20261127-000000-ffff")
     runs = store.list_runs()
-    assert [r.run_id for r in runs][0] == other  # newest first
+    assert runs[0].run_id == other  # newest first
     r = next(r for r in runs if r.run_id == RID)
     assert (r.task, r.model, r.status, r.generations) == ("parity_noise", "gpt-4o", "paused", 2)
     assert r.best_meta_utility == 0.71 and r.best_commit == c["g1"] and r.cost == 0.3
@@ -245,7 +245,7 @@ def test_getters_and_resolve(run: tuple[RunStore, dict[str, str]]) -> None:
     assert store.get_config(RID).settings == {"iterations": 2}
     with pytest.raises(UserError, match="no generation 7"):
         store.resolve(RID, "7")
-    with pytest.raises(UserError, match="unknown run 'nope'.*stop-tui runs"):
+    with pytest.raises(UserError, match=r"unknown run 'nope'.*stop-tui runs"):
         store.list_steps("nope")
 
 
