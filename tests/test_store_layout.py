@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from stop_tui.store import (
     RunState,
     RunStore,
     StepRecord,
+    new_run_id,
 )
 from stop_tui.store.synthetic import SEED_SOURCE, build_run
 
@@ -277,3 +279,18 @@ def test_writer_rules(run: tuple[RunStore, dict[str, str]]) -> None:
         assert store.get_record(n).candidate == 0
     with pytest.raises(RuntimeError, match="closed"):
         w.commit_step(StepRecord(3, "candidate"), "x")
+
+
+def test_run_ids_are_unique_and_sortable(run: tuple[RunStore, dict[str, str]]) -> None:
+    store, _ = run
+    with pytest.raises(UserError, match=f"run {RID} already exists"):
+        store.create_run(RunConfig(task="t", model="m"), "x", run_id=RID)
+    ids = [new_run_id(1_795_000_000 + i * 61) for i in range(3)]
+    assert ids == sorted(ids) and all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", i) for i in ids)
+    w = store.create_run(RunConfig(task="t", model="m"), "x")
+    with w:
+        assert store.has_run(w.run_id) and w.run_id != RID
+        decided = w.commit_step(
+            StepRecord(1, "adopted", decision=Decision("rejected", "carol")), "x"
+        )
+    assert store.get_record(decided).decision.at  # type: ignore[union-attr]

@@ -325,6 +325,8 @@ class RunStore:
         config.created = config.created or now_iso()
         lock = RunLock(self.lock_dir, run_id, command).acquire()
         try:
+            if self.git.rev(branch_ref(run_id)):  # created while we waited for the lock
+                raise UserError(f"run {run_id} already exists", hint=SHOW_RUNS_HINT)
             writer = RunWriter(self, run_id, lock, config=config)
             rec = record or StepRecord(generation=0, kind="seed", summary="seed improver")
             rec.kind, rec.generation = "seed", 0
@@ -938,6 +940,8 @@ class RunWriter:
         rec.run_id = self.run_id
         rec.model = rec.model or self.config.model
         rec.created = rec.created or now_iso()
+        if rec.decision is not None and not rec.decision.at:
+            rec.decision.at = rec.created
         if rec.kind == "candidate" and rec.candidate is None:
             rec.candidate = self.next_candidate_index(rec.generation)
         if rec.kind == "candidate":
