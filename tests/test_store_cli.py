@@ -49,8 +49,12 @@ def test_runs_table_and_json(ws: tuple[Path, str]) -> None:
     assert "parity_noise" in row and "finished" in row and "$0.50" in row
     assert "maxcut" in table.stdout and "paused" in table.stdout
     data = json.loads(cli("runs", "--json", "--workspace", str(root / "stop-runs")).stdout)
-    assert [r["run_id"] for r in data] == [rid, "20261126-080000-0000"]
-    assert data[0]["generations"] == 2 and data[0]["status"] == "finished"
+    assert sorted(r["run_id"] for r in data) == ["20261126-080000-0000", rid]
+    assert [r["created"] for r in data] == sorted((r["created"] for r in data), reverse=True)
+    mine = next(r for r in data if r["run_id"] == rid)
+    assert (
+        mine["generations"] == 2 and mine["status"] == "finished" and mine["task"] == "parity_noise"
+    )
 
 
 def test_runs_in_an_empty_or_foreign_place(tmp_path: Path) -> None:

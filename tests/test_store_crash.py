@@ -87,8 +87,9 @@ def test_sigkill_at_many_moments_leaves_a_valid_resumable_store(tmp_path: Path) 
         records = store.get_records(s.commit for s in steps)  # all complete and parseable
         assert [r.generation if r else None for r in records] == [s.generation for s in steps]
     assert progressed > 0  # the writers did write between the kills
-    # A fresh writer continues where the last one died.
+    # A fresh writer continues where the last one died, after clearing the dead one's scratch.
     with store.open_run(rid) as w:
+        assert not w.tmp_dir.exists() or not any(w.tmp_dir.iterdir())
         gen = w.generation + 1
         w.commit_step(StepRecord(gen, "candidate", "after the crashes"), "y = 2\n")
         w.commit_step(StepRecord(gen, "adopted", "after the crashes"), "y = 2\n")

@@ -28,7 +28,7 @@ import json
 import os
 import re
 import secrets
-import tempfile
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -775,8 +775,15 @@ class RunWriter:
         tip_tr = tr.get(self.tip or "", {})
         self._tip_generation = _parse_int(tip_tr.get("Stop-Generation")) or 0
 
+    @property
+    def tmp_dir(self) -> Path:
+        return self.store.git_dir / "stop-tmp" / self.run_id
+
     def _clean_stale_ref_locks(self) -> None:
-        """Remove ``*.lock`` files a killed git left on this run's refs (we hold the run lock)."""
+        """Remove ``*.lock`` files a killed git left on this run's refs, and a killed writer's
+        scratch files (we hold the run lock, so nobody else is using either)."""
+        if self.tmp_dir.is_dir():
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
         gd = self.store.git_dir
         stale = [gd / "refs/heads/stop" / f"{self.run_id}.lock"]
         run_dir = gd / "refs/stop" / self.run_id
@@ -863,8 +870,7 @@ class RunWriter:
         self._check_held()
         if state.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {state.status!r}")
-        with tempfile.TemporaryDirectory(prefix="stop-store-") as tmp:
-            (blob,) = self._hash_blobs(Path(tmp), [self._state_bytes(state)])
+        (blob,) = self._hash_blobs([self._state_bytes(state)])
         commit, ref = self._state_commit(blob, state)
         self._apply([ref])
         return commit
@@ -905,18 +911,28 @@ class RunWriter:
         )
         return commit, (run_ref(self.run_id, "state"), commit)
 
-    def _hash_blobs(self, tmp: Path, contents: list[bytes]) -> list[str]:
+    def _hash_blobs(self, contents: list[bytes]) -> list[str]:
+        """Write blobs with ONE ``hash-object -w --stdin-paths``, staged in this run's own
+        scratch directory (``.git/stop-tmp/<run-id>``, emptied whenever the lock is taken)."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         paths = []
-        for i, data in enumerate(contents):
-            p = tmp / f"b{i}"
-            p.write_bytes(data)
-            paths.append(str(p))
-        out = self.git.out(
-            ["hash-object", "-w", "--no-filters", "--stdin-paths"],
-            input=("\n".join(paths) + "\n").encode(),
-        )
+        try:
+            for i, data in enumerate(contents):
+                p = self.tmp_dir / f"b{i}"
+                p.write_bytes(data)
+                paths.append(p)
+            out = self.git.out(
+                ["hash-object", "-w", "--no-filters", "--stdin-paths"],
+                input="".join(f"{p}\n" for p in paths).encode(),
+            )
+        finally:
+            for p in paths:
+                p.unlink(missing_ok=True)
         shas = out.split()
-        assert len(shas) == len(contents)
+        if len(shas) != len(contents):
+            raise RuntimeError(
+                f"git hash-object returned {len(shas)} ids for {len(contents)} blobs"
+            )
         return shas
 
     def _parent_meta(self, parent: str | None) -> float | None:
@@ -961,8 +977,7 @@ class RunWriter:
         contents = [data for _, data in files] + [s.encode() for s in sols.values()]
         if state is not None:
             contents.append(self._state_bytes(state))
-        with tempfile.TemporaryDirectory(prefix="stop-store-") as tmp:
-            shas = self._hash_blobs(Path(tmp), contents)
+        shas = self._hash_blobs(contents)
         entries = [
             f"100644 blob {sha}\t{name}" for (name, _), sha in zip(files, shas, strict=False)
         ]
