@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import pytest
 
 from stop_tui.errors import UserError
 from stop_tui.store import RunStore, StepRecord
+from stop_tui.store.lock import process_start
 from stop_tui.store.synthetic import build_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,3 +122,25 @@ def test_lock_is_released_on_close(ws: tuple[RunStore, str]) -> None:
         store.open_run(rid)
     w.close()
     store.open_run(rid).close()
+
+
+def test_a_reused_pid_does_not_keep_a_lock(ws: tuple[RunStore, str]) -> None:
+    store, rid = ws
+    lock_file = store.lock_dir / f"{rid}.lock"
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    keeper = subprocess.Popen(["sleep", "60"], pass_fds=[fd])  # keeps the flock alive
+    os.close(fd)
+    try:
+        start = process_start(keeper.pid)
+        host = socket.gethostname()
+        # The lock names a live pid that is really the process that took it: refused.
+        lock_file.write_text(json.dumps({"pid": keeper.pid, "host": host, "pid_start": start}))
+        with pytest.raises(UserError, match=f"in use by pid {keeper.pid}"):
+            store.open_run(rid)
+        # Same pid, different start time: the holder died and its pid was reused. Broken.
+        lock_file.write_text(json.dumps({"pid": keeper.pid, "host": host, "pid_start": 1}))
+        store.open_run(rid).close()
+    finally:
+        keeper.kill()
+        keeper.wait()

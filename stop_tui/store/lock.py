@@ -41,6 +41,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_start(pid: int) -> int | None:
+    """The start time of a process in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def read_holder(path: Path) -> dict[str, Any] | None:
     try:
         text = path.read_text(encoding="utf-8")
@@ -98,6 +107,7 @@ class RunLock:
                 "host": socket.gethostname(),
                 "started": now_iso(),
                 "command": self.command,
+                "pid_start": process_start(os.getpid()),
             }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
@@ -113,7 +123,12 @@ class RunLock:
             pid = int(holder.get("pid", 0))
         except (TypeError, ValueError):
             return False
-        return holder.get("host") == socket.gethostname() and not pid_alive(pid)
+        if holder.get("host") != socket.gethostname():
+            return False  # another machine's process: we cannot tell, so we never break it
+        if not pid_alive(pid):
+            return True
+        recorded = holder.get("pid_start")
+        return recorded is not None and process_start(pid) not in (None, recorded)  # pid reused
 
     def _break(self, holder: dict[str, Any] | None) -> None:
         # Replace the file only if it still names the same dead holder.
