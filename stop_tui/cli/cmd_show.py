@@ -1,0 +1,85 @@
+"""``stop-tui show RUN [GEN]``: a run's generations and candidates, or one improver."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from stop_tui.cli.store_view import add_workspace_option, console, fmt, open_store, steps_table
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "show",
+        help="show a run's generations and candidates, or one generation's record and source",
+    )
+    p.add_argument("run", metavar="RUN", help="run id (see 'stop-tui runs')")
+    p.add_argument(
+        "gen",
+        metavar="GEN",
+        nargs="?",
+        help="generation (3), candidate (3.1), 'best' or a commit id",
+    )
+    add_workspace_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    store.require_run(args.run)
+    out = console()
+    if args.gen is None:
+        steps = store.list_steps(args.run)
+        best = store.best(args.run)
+        if args.json:
+            print(json.dumps([s.to_json() for s in steps], indent=2))
+            return 0
+        config = store.get_config(args.run)
+        state = store.get_state(args.run)
+        out.print(
+            f"run {args.run}: task {config.task}, model {config.model}, "
+            f"status {state.status if state else 'unknown'}, "
+            f"best {fmt(best.meta_utility if best else None)}"
+            + (f" (gen {best.generation}, {best.commit[:10]})" if best else "")
+        )
+        out.print(steps_table(steps, best.commit if best else None))
+        out.print(
+            "mark: best = the run's best improver, taken = a candidate a generation adopted.\n"
+            f"Plain git: git -C {store.path} log --all --graph --oneline",
+            markup=False,
+        )
+        return 0
+    commit = store.resolve(args.run, args.gen)
+    record = store.get_record(commit)
+    source = store.get_source(commit)
+    if args.json:
+        data = {"commit": commit, "record": record.to_json(), "source": source}
+        print(json.dumps(data, indent=2))
+        return 0
+    head = f"gen {record.generation} {record.kind}"
+    if record.kind == "candidate":
+        head += f" {record.candidate}"
+    out.print(f"{head}  commit {commit}")
+    out.print(f"summary: {record.summary}", markup=False)
+    out.print(f"meta-utility: {fmt(record.meta_utility)} (test split {fmt(record.test_utility)})")
+    for t in record.tests:
+        err = f"  error: {t.error}" if t.error else ""
+        out.print(f"  test {t.index}: val {fmt(t.val)}, test {fmt(t.test)}{err}", markup=False)
+    if record.budget:
+        out.print("budget: " + ", ".join(f"{k} {v}" for k, v in sorted(record.budget.items())))
+    out.print("flags: " + (", ".join(record.flags) or "none"), markup=False)
+    if record.decision:
+        d = record.decision
+        out.print(
+            f"decision: {d.action} by {d.by or '-'} at {d.at or '-'}"
+            + (" (edited)" if d.edited else "")
+            + (f": {d.reason}" if d.reason else ""),
+            markup=False,
+        )
+    out.print("--- improver.py")
+    sys.stdout.flush()
+    sys.stdout.write(source if source.endswith("\n") else source + "\n")
+    return 0

@@ -1,0 +1,85 @@
+"""Shared bits of the store commands: the --workspace option and rich tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from stop_tui.store import WORKSPACE_ENV, RunInfo, RunStore, StepInfo
+
+
+def add_workspace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workspace",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help=f"run workspace (a git repository; default ${WORKSPACE_ENV} or ./stop-runs)",
+    )
+
+
+def open_store(args: argparse.Namespace, *, create: bool = False) -> RunStore:
+    return RunStore(args.workspace, create=create)
+
+
+def console() -> Console:
+    # Piped output is not cut to 80 columns: tables stay one row per line for grep and less.
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def short_summary(subject: str) -> str:
+    """The commit subject without the "gen N:" prefix and the score suffix (own columns)."""
+    text = subject.split(": ", 1)[-1]
+    for tail in (", meta-utility ", ", not evaluated"):
+        if tail in text:
+            text = text.rsplit(tail, 1)[0]
+    return text
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def runs_table(runs: list[RunInfo]) -> Table:
+    table = Table(show_lines=False)
+    for col in ("run", "task", "model", "status", "gens", "best", "cost", "created"):
+        table.add_column(
+            col, justify="right" if col in ("gens", "best", "cost") else "left", no_wrap=True
+        )
+    for r in runs:
+        table.add_row(
+            r.run_id, r.task, r.model, r.status, str(r.generations),
+            fmt(r.best_meta_utility), "-" if r.cost is None else f"${r.cost:.2f}", r.created,
+        )  # fmt: skip
+    return table
+
+
+def steps_table(steps: list[StepInfo], best: str | None) -> Table:
+    table = Table(show_lines=False)
+    right = ("gen", "cand", "meta-utility", "test")
+    for col in (
+        "gen",
+        "kind",
+        "cand",
+        "meta-utility",
+        "test",
+        "mark",
+        "decision",
+        "flags",
+        "commit",
+        "summary",
+    ):
+        table.add_column(col, justify="right" if col in right else "left",
+                         no_wrap=col != "summary", overflow="ellipsis")  # fmt: skip
+    for s in steps:
+        mark = "best" if s.commit == best else ("taken" if s.adopted else "")
+        table.add_row(
+            str(s.generation), s.kind, "-" if s.candidate is None else str(s.candidate),
+            fmt(s.meta_utility), fmt(s.test_utility), mark, s.decision,
+            ", ".join(s.flags) or "-", s.commit[:10], short_summary(s.summary),
+        )  # fmt: skip
+    return table
