@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class Malformed(Exception):  # noqa: N818 - the name reads well at raise sites
+class Malformed(Exception):
     """Raised by a hidden evaluator's ``score`` for an output of the wrong type,
     shape or length: the instance scores 0 and is flagged ``malformed: <reason>``."""
 

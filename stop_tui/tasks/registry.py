@@ -65,7 +65,7 @@ class Task:
     def _evaluator(self) -> ModuleType:
         module = self._cache.get("evaluator")
         if module is not None:
-            return module  # type: ignore[no-any-return]
+            return module
         path = self.folder / "evaluator.py"
         spec = importlib.util.spec_from_file_location(f"stop_tui_hidden_{self.name}", path)
         if spec is None or spec.loader is None:
@@ -149,9 +149,7 @@ class Task:
             )
         number = float(value)
         if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-            raise EvaluatorError(
-                f"task {self.name}: score() returned {number!r}, outside [0, 1]"
-            )
+            raise EvaluatorError(f"task {self.name}: score() returned {number!r}, outside [0, 1]")
         return number
 
 
@@ -251,7 +249,9 @@ def task_names(root: Path | None = None) -> list[str]:
     return sorted(
         child.name
         for child in base.iterdir()
-        if child.is_dir() and not child.name.startswith((".", "_")) and (child / "task.toml").exists()
+        if child.is_dir()
+        and not child.name.startswith((".", "_"))
+        and (child / "task.toml").exists()
     )
 
 

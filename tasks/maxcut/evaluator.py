@@ -32,9 +32,7 @@ def score(args: list[Any], hidden: Any, output: object) -> float:
     labels = flat_numbers(output, N_NODES, "partition")
     distinct = np.unique(labels)
     if distinct.size != 2:
-        raise Malformed(
-            f"partition: expected exactly 2 distinct labels, got {distinct.size}"
-        )
+        raise Malformed(f"partition: expected exactly 2 distinct labels, got {distinct.size}")
     adjacency = np.asarray(args[0], dtype=np.float64)
     side = labels == distinct[0]
     cut = float(adjacency[np.ix_(side, ~side)].sum())

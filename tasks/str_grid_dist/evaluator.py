@@ -10,6 +10,7 @@ that distance. Score: 1 for an exact hit, otherwise partial credit
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,8 @@ MAX_LENGTH = 30
 
 def grid_dist(s: str, t: str) -> int:
     total = sum(a != b for a, b in zip(s, t, strict=True))
-    total += sum(a != b for a, b in zip(s, s[1:]))
-    total += sum(a != b for a, b in zip(t, t[1:]))
+    total += sum(a != b for a, b in pairwise(s))
+    total += sum(a != b for a, b in pairwise(t))
     return total
 
 

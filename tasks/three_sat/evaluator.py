@@ -43,7 +43,9 @@ def score(args: list[Any], hidden: Any, output: object) -> float:
     if isinstance(output, dict):
         raise Malformed(f"{what}: got a dict, expected a list of {N_VARS + 1} truth values")
     if not isinstance(output, (list, tuple, np.ndarray)):
-        raise Malformed(f"{what}: expected a list of {N_VARS + 1} truth values, got {describe(output)}")
+        raise Malformed(
+            f"{what}: expected a list of {N_VARS + 1} truth values, got {describe(output)}"
+        )
     values = flat_numbers(output, N_VARS + 1, what)
     values[0] = 0.0  # index 0 is ignored
     truth = zero_one(values, what).astype(bool)

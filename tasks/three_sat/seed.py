@@ -7,7 +7,8 @@ def random_walk_solver(formula, max_iter, p):
 
     for _ in range(max_iter):
         unsatisfied = [
-            clause for clause in formula
+            clause
+            for clause in formula
             if not any(assignment[abs(lit)] == (lit > 0) for lit in clause)
         ]
         if not unsatisfied:
@@ -17,11 +18,13 @@ def random_walk_solver(formula, max_iter, p):
         if random.random() < p:
             lit = random.choice(clause)
         else:
-            # Flip the literal that appears in the fewest clauses it satisfies.
+            # Greedy choice, as in the paper's seed solution.
             lit = min(
                 clause,
-                key=lambda l: sum(
-                    assignment[abs(l)] == (l > 0) for other in formula if l in other
+                key=lambda candidate: sum(
+                    assignment[abs(candidate)] == (candidate > 0)
+                    for other in formula
+                    if candidate in other
                 ),
             )
         assignment[abs(lit)] = not assignment[abs(lit)]

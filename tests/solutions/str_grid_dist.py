@@ -6,10 +6,12 @@ keeps, for each last character, the set of reachable partial costs with a back
 pointer, then rebuilds a string with exactly the needed cost.
 """
 
+from itertools import pairwise
+
 
 def algorithm(t: str, dist: int):
     n = len(t)
-    need = dist - sum(a != b for a, b in zip(t, t[1:]))
+    need = dist - sum(a != b for a, b in pairwise(t))
     # reach[i][c] maps a cost of s[: i + 1] ending in c to the previous character.
     reach = [{"A": {}, "B": {}} for _ in range(n)]
     for c in "AB":
