@@ -223,3 +223,12 @@ def test_score_passes_malformed_through_and_returns_floats(root: Path) -> None:
         task.score([1], None, None)
     value = task.score([1], None, "x")
     assert value == 0.5 and type(value) is float
+
+
+def test_parity_tasks_do_not_share_hidden_subsets() -> None:
+    noisy = get_task("parity_noise").instances("val")
+    clean = get_task("parity_noiseless").instances("val")
+    assert not all(
+        np.array_equal(a[1]["subset"], b[1]["subset"]) and np.array_equal(a[0][0], b[0][0])
+        for a, b in zip(noisy, clean, strict=True)
+    )
