@@ -10,6 +10,7 @@ prints a Markdown table. Generated code must go through the sandbox instead.
 from __future__ import annotations
 
 import collections
+import random
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ def main(names: list[str]) -> None:
     for task in tasks:
         for label, source in (("seed", task.seed_solution), ("strong", strong_source(task.name))):
             np.random.seed(0)
+            random.seed(0)
             reports = {split: evaluate(task, source, split) for split in ("val", "test")}
             slowest = max(max(r.seconds) for r in reports.values())
             print(
