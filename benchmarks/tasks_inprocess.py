@@ -19,9 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from solutions.harness import evaluate, strong_source  # noqa: E402
+from solutions.harness import evaluate, strong_source
 
-from stop_tui.tasks import get_task, list_tasks  # noqa: E402
+from stop_tui.tasks import get_task, list_tasks
 
 
 def _flags(flags: list[str]) -> str:

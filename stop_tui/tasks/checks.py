@@ -56,6 +56,8 @@ def flat_numbers(output: Any, length: int, what: str) -> np.ndarray:
             )
         values = output
     elif isinstance(output, (list, tuple)):
+        if len(output) != length:
+            raise Malformed(f"{what}: expected exactly {length} values, got {len(output)}")
         for index, item in enumerate(output):
             if not _is_scalar_number(item):
                 raise Malformed(
@@ -66,10 +68,7 @@ def flat_numbers(output: Any, length: int, what: str) -> np.ndarray:
         raise Malformed(f"{what}: expected a list or a 1-D numpy array, got {describe(output)}")
     if values.shape != (length,):
         raise Malformed(f"{what}: expected exactly {length} values, got {values.shape[0]}")
-    try:
-        result = values.astype(float)
-    except OverflowError as exc:  # pragma: no cover - huge unsigned ints already fit in float
-        raise Malformed(f"{what}: values out of range") from exc
+    result = values.astype(float)
     if not np.all(np.isfinite(result)):
         raise Malformed(f"{what}: contains NaN or infinite values")
     return result
