@@ -1,0 +1,1 @@
+"""Trusted reference solutions (ours) and an in-process harness for task tests."""
