@@ -294,3 +294,26 @@ def test_run_ids_are_unique_and_sortable(run: tuple[RunStore, dict[str, str]]) -
             StepRecord(1, "adopted", decision=Decision("rejected", "carol")), "x"
         )
     assert store.get_record(decided).decision.at  # type: ignore[union-attr]
+
+
+def test_kept_generation_moves_the_branch_without_becoming_best(tmp_path) -> None:
+    """A generation that keeps the previous improver is still a commit on the run's
+    branch (so ``git log stop/<run>`` shows every generation), but never the best."""
+    from stop_tui.store import RunConfig, RunStore, StepRecord
+
+    store = RunStore(tmp_path / "ws", create=True)
+    seed = "def improve_algorithm(s, u, lm):\n    return s\n"
+    with store.create_run(
+        RunConfig(task="parity_noise", model="demo"),
+        seed,
+        record=StepRecord(generation=0, kind="seed", meta_utility=0.5),
+        run_id="r1",
+    ) as writer:
+        writer.commit_step(
+            StepRecord(generation=1, kind="kept", summary="kept the previous improver"), seed
+        )
+        assert writer.generation == 1
+    steps = store.list_steps("r1")
+    assert [s.kind for s in steps] == ["seed", "kept"]
+    best = store.best("r1")
+    assert best is not None and best.kind == "seed"

@@ -12,8 +12,10 @@ import datetime as _dt
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["seed", "candidate", "adopted"]
-KINDS: tuple[str, ...] = ("seed", "candidate", "adopted")
+#: seed: generation 0; candidate: a generated improver; adopted: a generation whose returned
+#: improver became the next one; kept: a generation that kept the previous improver.
+Kind = Literal["seed", "candidate", "adopted", "kept"]
+KINDS: tuple[str, ...] = ("seed", "candidate", "adopted", "kept")
 Status = Literal["running", "paused", "finished", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = ("running", "paused", "finished", "failed", "cancelled")
 

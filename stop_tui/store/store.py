@@ -471,7 +471,7 @@ class RunStore:
         if not steps:
             raise UserError(f"unknown run {run_id!r} in {self.path}", hint=SHOW_RUNS_HINT)
         adopted_sources = {s.adopted_from for s in steps if s.adopted_from}
-        order = {"seed": 0, "adopted": 1, "candidate": 2}
+        order = {"seed": 0, "adopted": 1, "kept": 1, "candidate": 2}
         for s in steps:
             s.adopted = s.commit in adopted_sources
         steps.sort(
@@ -839,6 +839,8 @@ class RunWriter:
           branch tip); kept under ``refs/stop/<run>/candidates/<gen>/<n>`` (``n`` is
           ``record.candidate`` or the next free index). The branch does not move.
         - ``kind="adopted"``: ``generation`` must be the tip's plus one; the branch moves.
+        - ``kind="kept"``: likewise, for a generation that kept the previous improver
+          (same ``improver.py``; the record says why).
         - ``kind="seed"``: generation 0 again (e.g. the seed's evaluation); the branch moves.
 
         The best ref follows automatically when a seed/adopted improver beats it.
@@ -848,7 +850,7 @@ class RunWriter:
         rec = StepRecord.from_json(record.to_json())
         if rec.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {rec.kind!r}")
-        if rec.kind == "adopted" and rec.generation != self.generation + 1:
+        if rec.kind in ("adopted", "kept") and rec.generation != self.generation + 1:
             raise ValueError(
                 f"adopted generation {rec.generation} does not follow the tip's {self.generation}"
             )
