@@ -1,0 +1,186 @@
+"""Types shared by every language-model backend.
+
+A backend turns one :class:`ChatRequest` (one system prompt, one user message,
+``n`` samples) into one :class:`ChatResult`. Backends: ``OpenAIBackend``
+(``stop_tui.lm.openai_backend``), ``ReplayBackend`` (``stop_tui.lm.replay``),
+``DemoBackend`` (``stop_tui.lm.demo``).
+
+This module is a stable contract: other packages implement :class:`Backend`
+against it. It imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Backend",
+    "BudgetExceeded",
+    "BudgetKind",
+    "ChatRequest",
+    "ChatResult",
+    "FatalLMError",
+    "LMError",
+    "ReplayDivergence",
+    "TransientLMError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat completion request: ``n`` samples of one (system, user) exchange."""
+
+    model: str
+    system: str
+    user: str
+    n: int = 1
+    temperature: float = 0.7
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"ChatRequest.n must be a positive int, got {self.n!r}")
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or self.max_tokens < 1
+        ):
+            raise ValueError(
+                f"ChatRequest.max_tokens must be a positive int or None, got {self.max_tokens!r}"
+            )
+
+    def content(self) -> dict[str, Any]:
+        """The request content as plain JSON values (what :meth:`key` hashes)."""
+        return {
+            "model": self.model,
+            "system": self.system,
+            "user": self.user,
+            "n": self.n,
+            "temperature": float(self.temperature),
+            "max_tokens": self.max_tokens,
+        }
+
+    def key(self) -> str:
+        """Stable content hash: sha256 hex of the canonical JSON of :meth:`content`.
+
+        Canonical JSON: sorted keys, no whitespace, UTF-8 (``ensure_ascii=False``),
+        temperature as a float. The same request gives the same key in every
+        process and on every machine.
+        """
+        canonical = json.dumps(
+            self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @classmethod
+    def from_content(cls, data: dict[str, Any]) -> ChatRequest:
+        """Inverse of :meth:`content` (used when reading transcripts)."""
+        return cls(
+            model=str(data["model"]),
+            system=str(data["system"]),
+            user=str(data["user"]),
+            n=int(data["n"]),
+            temperature=float(data["temperature"]),
+            max_tokens=None if data.get("max_tokens") is None else int(data["max_tokens"]),
+        )
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """What a backend returns for one :class:`ChatRequest`.
+
+    ``texts`` has exactly ``request.n`` entries. ``usage_estimated`` is True when
+    the token counts were estimated (the server did not report usage).
+    ``latency`` is wall-clock seconds for the whole call including retries.
+    ``cost`` is US dollars, or None when the model's price is unknown.
+    """
+
+    texts: list[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_estimated: bool = False
+    latency: float = 0.0
+    retries: int = 0
+    cost: float | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A source of chat completions."""
+
+    name: str
+
+    async def complete(self, request: ChatRequest) -> ChatResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LMError(Exception):
+    """Base class of language-model errors."""
+
+
+BudgetKind = Literal["calls", "responses_per_call", "tokens", "cost"]
+
+
+class BudgetExceeded(LMError):
+    """A budget or cap was reached; the caller (improver, or the run) must stop.
+
+    ``kind`` says which: ``"calls"`` (an improver's language-model call budget or
+    the run's cap on calls), ``"responses_per_call"`` (more samples than
+    ``max_responses_per_call`` in one call), ``"tokens"`` (run-wide token cap),
+    ``"cost"`` (run-wide money cap). ``scope`` is ``"improver"`` or ``"run"``.
+    """
+
+    def __init__(
+        self,
+        kind: BudgetKind,
+        message: str,
+        *,
+        limit: float | int | None = None,
+        used: float | int | None = None,
+        scope: Literal["improver", "run"] = "improver",
+    ) -> None:
+        self.kind: BudgetKind = kind
+        self.limit = limit
+        self.used = used
+        self.scope = scope
+        super().__init__(message)
+
+
+class FatalLMError(LMError):
+    """An error retrying cannot fix (401/403/404, bad configuration): stop the run.
+
+    The message names the fix (check OPENAI_API_KEY, check the model name, ...).
+    ``status`` is the HTTP status when there was one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class TransientLMError(LMError):
+    """Retries were exhausted on a transient failure (429, 5xx, timeout, connection)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retries: int = 0) -> None:
+        self.status = status
+        self.retries = retries
+        super().__init__(message)
+
+
+class ReplayDivergence(LMError):
+    """A replayed run asked for a request the transcript does not hold."""
+
+    def __init__(
+        self, message: str, *, key: str | None = None, occurrence: int | None = None
+    ) -> None:
+        self.key = key
+        self.occurrence = occurrence
+        super().__init__(message)
