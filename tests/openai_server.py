@@ -1,0 +1,300 @@
+"""A small real HTTP server on 127.0.0.1 that speaks the OpenAI chat completions API.
+
+Used by tests with the real ``openai`` client (no mocks): it serves scripted
+responses, counts requests, and injects faults (429 with Retry-After, 5xx, slow
+responses beyond the client timeout, malformed JSON, fewer choices than ``n``,
+missing ``usage``, 401, 404 for unknown models) and lists models on ``/v1/models``.
+
+Typical use (see the ``openai_server`` fixture in ``tests/conftest.py``)::
+
+    server.enqueue(Reply.error(429, retry_after="0"))   # the next chat request gets a 429
+    server.responder = lambda req, seq: [f"answer {seq}"] * req["n"]   # texts by request
+    ...
+    assert server.count("/v1/chat/completions") == 2
+
+Replies are consumed first from the FIFO ``script`` (one per chat request);
+when it is empty the ``responder`` function makes a normal completion from the
+request. Every request is recorded in ``server.requests`` (method, path,
+headers, parsed JSON body). Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Responder = Callable[[dict[str, Any], int], list[str]]
+
+
+def default_responder(body: dict[str, Any], seq: int) -> list[str]:
+    """``n`` distinct, deterministic texts: request number, choice index, user message."""
+    user = ""
+    for message in body.get("messages", []):
+        if message.get("role") == "user":
+            user = str(message.get("content", ""))
+    n = int(body.get("n") or 1)
+    return [f"reply {seq}.{i} to: {user[:60]}" for i in range(n)]
+
+
+@dataclass
+class Reply:
+    """One scripted reply to one chat completions request."""
+
+    status: int = 200
+    body: bytes | None = None  # raw body; None = build a completion from the request
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering
+    texts: list[str] | None = None  # for status 200 without a raw body
+    choices: int | None = None  # return at most this many choices
+    usage: bool = True  # include the usage block
+
+    @classmethod
+    def ok(
+        cls, texts: list[str] | None = None, *, usage: bool = True, choices: int | None = None
+    ) -> Reply:
+        return cls(texts=texts, usage=usage, choices=choices)
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        message: str = "scripted error",
+        *,
+        retry_after: str | None = None,
+        code: str | None = None,
+    ) -> Reply:
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        payload = {"error": {"message": message, "type": "scripted", "code": code}}
+        return cls(status=status, body=json.dumps(payload).encode(), headers=headers)
+
+    @classmethod
+    def malformed(cls) -> Reply:
+        return cls(status=200, body=b'{"id": "chatcmpl-x", "choices": [ {"index": 0, ')
+
+    @classmethod
+    def slow(cls, delay: float, then: Reply | None = None) -> Reply:
+        reply = then or cls()
+        reply.delay = delay
+        return reply
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+
+
+class OpenAIServer:
+    """Threaded stdlib HTTP server bound to an ephemeral port on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        models: list[str] | None = None,
+        api_key: str | None = None,
+        responder: Responder | None = None,
+        max_choices: int | None = None,
+        usage: bool = True,
+        models_endpoint: bool = True,
+    ) -> None:
+        self.models = list(models if models is not None else ["test-model"])
+        self.api_key = api_key  # when set, requests must send "Authorization: Bearer <key>"
+        self.responder: Responder = responder or default_responder
+        self.max_choices = max_choices  # emulate servers that ignore or cap n
+        self.usage = usage
+        self.models_endpoint = models_endpoint
+        self.script: deque[Reply] = deque()
+        self.requests: list[Recorded] = []
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- control -------------------------------------------------------------
+    def start(self) -> OpenAIServer:
+        server = self
+
+        class Handler(_Handler):
+            owner = server
+
+        self._stopping.clear()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes slow replies
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def enqueue(self, *replies: Reply) -> None:
+        with self._lock:
+            self.script.extend(replies)
+
+    def count(self, path: str = "/v1/chat/completions", method: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if r.path == path and (method is None or r.method == method)
+            )
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.json for r in self.requests if r.path == "/v1/chat/completions"]
+
+    # -- internals -------------------------------------------------------------
+    def _record(self, rec: Recorded) -> int:
+        with self._lock:
+            self.requests.append(rec)
+            if rec.path == "/v1/chat/completions":
+                self._seq += 1
+            return self._seq
+
+    def _next_reply(self) -> Reply | None:
+        with self._lock:
+            return self.script.popleft() if self.script else None
+
+    def _completion(self, body: dict[str, Any], seq: int, reply: Reply) -> bytes:
+        n = int(body.get("n") or 1)
+        texts = reply.texts if reply.texts is not None else self.responder(body, seq)
+        limit = reply.choices if reply.choices is not None else self.max_choices
+        if limit is not None:
+            texts = texts[:limit]
+        texts = texts[:n] if reply.texts is None else texts
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        payload: dict[str, Any] = {
+            "id": f"chatcmpl-test-{seq}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+                for i, text in enumerate(texts)
+            ],
+        }
+        if reply.usage and self.usage:
+            completion_tokens = sum(len(t.split()) + 1 for t in texts)
+            prompt_tokens = prompt_chars // 4 + 7
+            payload["usage"] = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+        return json.dumps(payload).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: OpenAIServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence stderr
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+            self.close_connection = True
+
+    def _error(self, status: int, message: str, code: str | None = None) -> None:
+        payload = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+        self._send(status, json.dumps(payload).encode())
+
+    def _authorised(self) -> bool:
+        key = self.owner.api_key
+        if key is None:
+            return True
+        sent = self.headers.get("Authorization", "")
+        if sent == f"Bearer {key}":
+            return True
+        given = sent.removeprefix("Bearer ")
+        # Echo the presented key, as some servers do, so tests can check redaction.
+        self._error(401, f"Incorrect API key provided: {given}", "invalid_api_key")
+        return False
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        self.owner._record(Recorded("GET", path, dict(self.headers.items()), None))
+        if not self._authorised():
+            return
+        if path == "/v1/models" and self.owner.models_endpoint:
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "test"}
+                for m in self.owner.models
+            ]
+            self._send(200, json.dumps({"object": "list", "data": data}).encode())
+            return
+        self._error(404, f"no route {path}")
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            body = None
+        seq = self.owner._record(Recorded("POST", path, dict(self.headers.items()), body))
+        if not self._authorised():
+            return
+        if path != "/v1/chat/completions":
+            self._error(404, f"no route {path}")
+            return
+        if not isinstance(body, dict):
+            self._error(400, "request body is not a JSON object")
+            return
+        reply = self.owner._next_reply() or Reply()
+        if reply.delay > 0 and self.owner._stopping.wait(reply.delay):
+            self.close_connection = True
+            return
+        if reply.body is not None:
+            self._send(reply.status, reply.body, reply.headers)
+            return
+        model = str(body.get("model", ""))
+        if model not in self.owner.models:
+            self._error(404, f"The model `{model}` does not exist", "model_not_found")
+            return
+        self._send(reply.status, self.owner._completion(body, seq, reply), reply.headers)
