@@ -88,7 +88,7 @@ class Reply:
 class Recorded:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     json: Any
 
 
@@ -104,6 +104,7 @@ class OpenAIServer:
         max_choices: int | None = None,
         usage: bool = True,
         models_endpoint: bool = True,
+        delay: float = 0.0,
     ) -> None:
         self.models = list(models if models is not None else ["test-model"])
         self.api_key = api_key  # when set, requests must send "Authorization: Bearer <key>"
@@ -111,10 +112,13 @@ class OpenAIServer:
         self.max_choices = max_choices  # emulate servers that ignore or cap n
         self.usage = usage
         self.models_endpoint = models_endpoint
+        self.delay = delay  # seconds before each unscripted reply
         self.script: deque[Reply] = deque()
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._seq = 0
+        self.in_flight = 0  # chat requests being answered now
+        self.max_in_flight = 0  # the most at once (to check client-side concurrency limits)
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -129,7 +133,9 @@ class OpenAIServer:
         self._stopping.clear()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -239,6 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
             self.close_connection = True
 
+    def _headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self.headers.items()}
+
     def _error(self, status: int, message: str, code: str | None = None) -> None:
         payload = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
         self._send(status, json.dumps(payload).encode())
@@ -257,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        self.owner._record(Recorded("GET", path, dict(self.headers.items()), None))
+        self.owner._record(Recorded("GET", path, self._headers(), None))
         if not self._authorised():
             return
         if path == "/v1/models" and self.owner.models_endpoint:
@@ -277,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
             body = None
-        seq = self.owner._record(Recorded("POST", path, dict(self.headers.items()), body))
+        seq = self.owner._record(Recorded("POST", path, self._headers(), body))
         if not self._authorised():
             return
         if path != "/v1/chat/completions":
@@ -286,7 +295,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._error(400, "request body is not a JSON object")
             return
-        reply = self.owner._next_reply() or Reply()
+        reply = self.owner._next_reply() or Reply(delay=self.owner.delay)
+        with self.owner._lock:
+            self.owner.in_flight += 1
+            self.owner.max_in_flight = max(self.owner.max_in_flight, self.owner.in_flight)
+        try:
+            self._answer(body, seq, reply)
+        finally:
+            with self.owner._lock:
+                self.owner.in_flight -= 1
+
+    def _answer(self, body: dict[str, Any], seq: int, reply: Reply) -> None:
         if reply.delay > 0 and self.owner._stopping.wait(reply.delay):
             self.close_connection = True
             return
