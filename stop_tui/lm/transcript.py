@@ -102,13 +102,13 @@ class TranscriptRecord:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             usage_estimated=bool(usage.get("estimated", False)),
-            latency=float(data.get("latency", 0.0)),
-            retries=int(data.get("retries", 0)),
+            latency=float(data.get("latency") or 0.0),
+            retries=int(data.get("retries") or 0),
             cost=None if cost is None else float(cost),
             error_type=error.get("type"),
             error_message=error.get("message"),
             error_status=error.get("status"),
-            ts=float(data.get("ts", 0.0)),
+            ts=float(data.get("ts") or 0.0),
             backend=str(data.get("backend", "")),
         )
 
