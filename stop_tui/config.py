@@ -287,7 +287,10 @@ def load_settings(
         if value is None:
             continue
         if key not in _FIELDS:
-            raise UserError(f"unknown setting '{key}' on the command line", hint=_suggest(key))
+            raise UserError(
+                f"unknown setting '{key}' on the command line",
+                hint=_suggest(key) + "see 'stop-tui --help'",
+            )
         merged[key] = value
         origin[key] = "the command line"
     if not merged.get("model"):
