@@ -42,6 +42,7 @@ __all__ = [
     "find_config_file",
     "load_settings",
     "make_backend",
+    "make_run_backend",
 ]
 
 CONFIG_FILENAME = "stop.toml"
@@ -367,4 +368,37 @@ def make_backend(settings: Settings) -> Backend:
             prices=settings.prices,
         )
     except FatalLMError as exc:
+        raise UserError(str(exc)) from None
+
+
+def make_run_backend(
+    settings: Settings,
+    transcript: Path,
+    *,
+    replay_from: Path | None = None,
+    resume: bool = False,
+) -> Backend:
+    """The backend of one run, recording to ``transcript``.
+
+    * default: the live backend (:func:`make_backend`), every request recorded;
+    * ``replay_from``: serve the run from that transcript only (offline; a request
+      it does not hold raises ReplayDivergence); nothing live, nothing recorded;
+    * ``resume=True``: serve what ``transcript`` already holds, go live for the rest,
+      and append the new requests to the same transcript.
+    """
+    from stop_tui.lm.replay import ReplayBackend
+    from stop_tui.lm.transcript import RecordingBackend
+    from stop_tui.lm.types import LMError
+
+    try:
+        if replay_from is not None:
+            return ReplayBackend(replay_from)
+        if resume and transcript.exists():
+            records = ReplayBackend(transcript)  # read before the writer appends
+            recorder = RecordingBackend(make_backend(settings), transcript)
+            records.fallback = recorder
+            records.name = f"resume:{recorder.name}"
+            return records
+        return RecordingBackend(make_backend(settings), transcript)
+    except LMError as exc:
         raise UserError(str(exc)) from None

@@ -198,3 +198,30 @@ def test_make_backend_demo(tmp_path: Path) -> None:
             make_backend(s)
         return
     assert make_backend(s).name  # the demo helper's backend, once merged
+
+
+async def test_run_backend_records_resumes_and_replays(tmp_path: Path) -> None:
+    from stop_tui.config import make_run_backend
+    from stop_tui.lm.budget import LanguageModel, RunBudget
+    from stop_tui.lm.types import ReplayDivergence
+    from tests.openai_server import OpenAIServer
+
+    transcript = tmp_path / "run" / "lm.jsonl"
+    with OpenAIServer() as server:
+        s = load(tmp_path, {"model": "test-model", "base_url": server.base_url, "max_calls": 10})
+        backend = make_run_backend(s, transcript)
+        model = LanguageModel(backend, model=s.model, run_budget=RunBudget.from_settings(s))
+        first = await model.prompt("e", "one")
+        await backend.aclose()
+        backend = make_run_backend(s, transcript, resume=True)
+        model = LanguageModel(backend, model=s.model)
+        assert await model.prompt("e", "one") == first
+        second = await model.prompt("e", "two")
+        await backend.aclose()
+        assert server.count() == 2
+    replay = make_run_backend(s, tmp_path / "unused.jsonl", replay_from=transcript)
+    model = LanguageModel(replay, model=s.model)
+    assert [await model.prompt("e", "one"), await model.prompt("e", "two")] == [first, second]
+    with pytest.raises(ReplayDivergence):
+        await model.prompt("e", "three")
+    assert not (tmp_path / "unused.jsonl").exists()

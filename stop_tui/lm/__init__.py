@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
+from stop_tui.lm.budget import Budget, LanguageModel, LMEvent, RunBudget
 from stop_tui.lm.replay import ReplayBackend
 from stop_tui.lm.transcript import RecordingBackend, TranscriptWriter, read_transcript
 from stop_tui.lm.types import (
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "Budget",
     "BudgetExceeded",
     "ChatRequest",
     "ChatResult",

@@ -46,7 +46,7 @@ from typing import Any, Literal, NoReturn
 from stop_tui.lm.pricing import Price, cost_of, estimate_tokens
 from stop_tui.lm.types import Backend, BudgetExceeded, ChatRequest, ChatResult, LMError
 
-__all__ = ["LMEvent", "LanguageModel", "Reservation", "RunBudget"]
+__all__ = ["Budget", "LMEvent", "LanguageModel", "Reservation", "RunBudget"]
 
 EventKind = Literal["request", "response", "error", "budget_exceeded"]
 
@@ -134,6 +134,18 @@ class RunBudget:
     _reserved_tokens: int = 0
     _reserved_cost: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RunBudget:
+        """The caps of a :class:`stop_tui.config.Settings` (max_calls, max_tokens_total,
+        max_cost, prices; reserve = max_tokens when set)."""
+        return cls(
+            max_calls=settings.max_calls,
+            max_tokens=settings.max_tokens_total,
+            max_cost=settings.max_cost,
+            prices=dict(settings.prices),
+            reserve_completion_tokens=settings.max_tokens or 1024,
+        )
 
     @property
     def tokens_used(self) -> int:
@@ -277,6 +289,9 @@ class RunBudget:
                     used=self.cost,
                     scope="run",
                 )
+
+
+Budget = RunBudget  # the name docs/ARCHITECTURE.md uses
 
 
 class LanguageModel:
