@@ -21,6 +21,7 @@ headers, parsed JSON body). Standard library only.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -30,6 +31,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Responder = Callable[[dict[str, Any], int], list[str]]
+
+_AZURE_CHAT = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
+
+
+def is_chat_path(path: str) -> bool:
+    """``/v1/chat/completions`` or Azure's ``/openai/deployments/<name>/chat/completions``."""
+    return path == "/v1/chat/completions" or _AZURE_CHAT.match(path) is not None
 
 
 def default_responder(body: dict[str, Any], seq: int) -> list[str]:
@@ -168,23 +176,25 @@ class OpenAIServer:
         with self._lock:
             self.script.extend(replies)
 
-    def count(self, path: str = "/v1/chat/completions", method: str | None = None) -> int:
+    def count(self, path: str | None = None, method: str | None = None) -> int:
+        """Requests received on ``path`` (default: chat completions, OpenAI or Azure)."""
         with self._lock:
             return sum(
                 1
                 for r in self.requests
-                if r.path == path and (method is None or r.method == method)
+                if (is_chat_path(r.path) if path is None else r.path == path)
+                and (method is None or r.method == method)
             )
 
     def chat_requests(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [r.json for r in self.requests if r.path == "/v1/chat/completions"]
+            return [r.json for r in self.requests if is_chat_path(r.path)]
 
     # -- internals -------------------------------------------------------------
     def _record(self, rec: Recorded) -> int:
         with self._lock:
             self.requests.append(rec)
-            if rec.path == "/v1/chat/completions":
+            if is_chat_path(rec.path):
                 self._seq += 1
             return self._seq
 
@@ -257,9 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
         if key is None:
             return True
         sent = self.headers.get("Authorization", "")
-        if sent == f"Bearer {key}":
+        if sent == f"Bearer {key}" or self.headers.get("api-key") == key:  # OpenAI / Azure
             return True
-        given = sent.removeprefix("Bearer ")
+        given = sent.removeprefix("Bearer ") or self.headers.get("api-key", "")
         # Echo the presented key, as some servers do, so tests can check redaction.
         self._error(401, f"Incorrect API key provided: {given}", "invalid_api_key")
         return False
@@ -289,12 +299,15 @@ class _Handler(BaseHTTPRequestHandler):
         seq = self.owner._record(Recorded("POST", path, self._headers(), body))
         if not self._authorised():
             return
-        if path != "/v1/chat/completions":
+        if not is_chat_path(path):
             self._error(404, f"no route {path}")
             return
         if not isinstance(body, dict):
             self._error(400, "request body is not a JSON object")
             return
+        azure = _AZURE_CHAT.match(path)
+        if azure is not None:  # Azure names the deployment in the path
+            body = {**body, "model": azure.group(1)}
         reply = self.owner._next_reply() or Reply(delay=self.owner.delay)
         with self.owner._lock:
             self.owner.in_flight += 1

@@ -199,7 +199,7 @@ async def test_timeout_is_retried(
     openai_server: OpenAIServer, make: Callable[..., OpenAIBackend]
 ) -> None:
     openai_server.enqueue(Reply.slow(10.0))
-    result = await make(timeout=0.3).complete(req())
+    result = await make(timeout=1.0).complete(req())
     assert openai_server.count() == 2
     assert result.retries == 1
 
@@ -292,3 +292,31 @@ async def test_local_server_needs_no_key(
     result = await backend.complete(req())
     assert len(result.texts) == 1
     assert "None" in repr(backend)
+
+
+async def test_organization_header_is_sent(
+    openai_server: OpenAIServer, make: Callable[..., OpenAIBackend]
+) -> None:
+    await make(organization="org-42").complete(req())
+    assert openai_server.requests[0].headers["openai-organization"] == "org-42"
+
+
+async def test_azure_openai_route_and_key_header(openai_server: OpenAIServer) -> None:
+    openai_server.models = ["my-deployment"]
+    openai_server.api_key = KEY
+    backend = OpenAIBackend(
+        "my-deployment",
+        api_key=KEY,
+        azure_endpoint=f"http://127.0.0.1:{openai_server.port}",
+        azure_api_version="2024-10-21",
+        retry=RetryPolicy(max_retries=0),
+    )
+    try:
+        result = await backend.complete(req(model="my-deployment", n=2))
+    finally:
+        await backend.aclose()
+    assert len(result.texts) == 2
+    (sent,) = openai_server.requests
+    assert sent.path == "/openai/deployments/my-deployment/chat/completions"
+    assert sent.headers["api-key"] == KEY
+    assert backend.name == "azure:my-deployment" and KEY not in repr(backend)

@@ -232,3 +232,22 @@ async def test_corrupted_or_edited_lines_are_reported(tmp_path: Path) -> None:
 def test_missing_transcript_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(LMError, match="does not exist"):
         ReplayBackend(tmp_path / "nope.jsonl")
+
+
+async def test_the_record_is_on_disk_before_the_caller_sees_the_response(
+    tmp_path: Path, openai_server: OpenAIServer
+) -> None:
+    path = tmp_path / "t.jsonl"
+    recorder = RecordingBackend(live(openai_server), path)
+    seen_on_disk: list[int] = []
+
+    def on_event(event: object) -> None:
+        if getattr(event, "kind", "") == "response":
+            # Read with a separate file handle, as a crash survivor would.
+            seen_on_disk.append(len(path.read_bytes().splitlines()))
+
+    model = LanguageModel(recorder, model="test-model", budget=3, on_event=on_event)
+    await model.prompt("e", "a")
+    await model.prompt("e", "b")
+    await recorder.aclose()
+    assert seen_on_disk == [1, 2]
