@@ -320,3 +320,23 @@ async def test_azure_openai_route_and_key_header(openai_server: OpenAIServer) ->
     assert sent.path == "/openai/deployments/my-deployment/chat/completions"
     assert sent.headers["api-key"] == KEY
     assert backend.name == "azure:my-deployment" and KEY not in repr(backend)
+
+
+@pytest.mark.parametrize(
+    "body", [b'"just a string"', b'{"choices": "x"}', b'{"choices": [1, 2]}', b"{}"]
+)
+async def test_odd_bodies_are_malformed_and_retried(
+    openai_server: OpenAIServer, make: Callable[..., OpenAIBackend], body: bytes
+) -> None:
+    openai_server.enqueue(Reply(status=200, body=body))
+    result = await make().complete(req())
+    assert result.retries == 1 and openai_server.count() == 2
+
+
+async def test_unreadable_usage_is_estimated(
+    openai_server: OpenAIServer, make: Callable[..., OpenAIBackend]
+) -> None:
+    body = b'{"choices": [{"index": 0, "message": {"content": "hi"}}], "usage": {"prompt_tokens": "x"}}'
+    openai_server.enqueue(Reply(status=200, body=body))
+    result = await make().complete(req())
+    assert result.texts == ["hi"] and result.usage_estimated is True

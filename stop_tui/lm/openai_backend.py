@@ -320,19 +320,25 @@ class OpenAIBackend:
             **kwargs,
         )
         choices = getattr(response, "choices", None)
-        if not choices:
+        if not choices or not isinstance(choices, list):
             raise _Malformed("the response has no choices")
-        ordered = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
-        texts = [(getattr(c.message, "content", None) or "") for c in ordered]
+        try:
+            ordered = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
+            texts = [str(getattr(c.message, "content", None) or "") for c in ordered]
+        except (AttributeError, TypeError) as exc:
+            raise _Malformed(f"unreadable choices ({exc})") from None
         usage = getattr(response, "usage", None)
-        if usage is not None and usage.prompt_tokens is not None:
-            return _Reply(
-                texts=texts,
-                prompt_tokens=int(usage.prompt_tokens),
-                completion_tokens=int(usage.completion_tokens or 0),
-                estimated=False,
-                retries=attempt,
-            )
+        if usage is not None:
+            try:
+                return _Reply(
+                    texts=texts,
+                    prompt_tokens=int(usage.prompt_tokens),
+                    completion_tokens=int(usage.completion_tokens or 0),
+                    estimated=False,
+                    retries=attempt,
+                )
+            except (AttributeError, TypeError, ValueError):
+                pass  # an unreadable usage block: estimate as if there were none
         return _Reply(
             texts=texts,
             prompt_tokens=estimate_tokens(request.system) + estimate_tokens(request.user) + 8,
