@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -330,9 +330,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(
+    settings: Settings, *, on_retry: Callable[[dict[str, Any]], None] | None = None
+) -> Backend:
     """The backend the settings describe: the demo backend for model "demo", else
-    an :class:`~stop_tui.lm.openai_backend.OpenAIBackend`."""
+    an :class:`~stop_tui.lm.openai_backend.OpenAIBackend` (``on_retry`` is told of
+    each retry: attempt, delay, reason, status)."""
     if settings.model == "demo":
         try:
             import importlib
@@ -366,6 +369,7 @@ def make_backend(settings: Settings) -> Backend:
                 max_delay=settings.retry_max_delay,
             ),
             prices=settings.prices,
+            on_retry=on_retry,
         )
     except FatalLMError as exc:
         raise UserError(str(exc)) from None
@@ -377,6 +381,7 @@ def make_run_backend(
     *,
     replay_from: Path | None = None,
     resume: bool = False,
+    on_retry: Callable[[dict[str, Any]], None] | None = None,
 ) -> Backend:
     """The backend of one run, recording to ``transcript``.
 
@@ -395,10 +400,10 @@ def make_run_backend(
             return ReplayBackend(replay_from)
         if resume and transcript.exists():
             records = ReplayBackend(transcript)  # read before the writer appends
-            recorder = RecordingBackend(make_backend(settings), transcript)
+            recorder = RecordingBackend(make_backend(settings, on_retry=on_retry), transcript)
             records.fallback = recorder
             records.name = f"resume:{recorder.name}"
             return records
-        return RecordingBackend(make_backend(settings), transcript)
+        return RecordingBackend(make_backend(settings, on_retry=on_retry), transcript)
     except LMError as exc:
         raise UserError(str(exc)) from None

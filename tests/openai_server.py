@@ -121,6 +121,10 @@ class OpenAIServer:
         self.usage = usage
         self.models_endpoint = models_endpoint
         self.delay = delay  # seconds before each unscripted reply
+        # hold() makes chat replies wait (up to 10 s) until release(): lets a test see how
+        # many requests a client keeps open at once.
+        self._gate = threading.Event()
+        self._gate.set()
         self.script: deque[Reply] = deque()
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
@@ -149,6 +153,7 @@ class OpenAIServer:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes slow replies
+        self._gate.set()  # and held ones
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -171,6 +176,17 @@ class OpenAIServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def hold(self) -> None:
+        """Chat replies wait until :meth:`release` (or 10 s)."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def in_flight_now(self) -> int:
+        with self._lock:
+            return self.in_flight
 
     def enqueue(self, *replies: Reply) -> None:
         with self._lock:
@@ -309,14 +325,16 @@ class _Handler(BaseHTTPRequestHandler):
         if azure is not None:  # Azure names the deployment in the path
             body = {**body, "model": azure.group(1)}
         reply = self.owner._next_reply() or Reply(delay=self.owner.delay)
-        with self.owner._lock:
-            self.owner.in_flight += 1
-            self.owner.max_in_flight = max(self.owner.max_in_flight, self.owner.in_flight)
+        owner = self.owner
+        with owner._lock:
+            owner.in_flight += 1
+            owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
         try:
+            owner._gate.wait(timeout=10)
             self._answer(body, seq, reply)
         finally:
-            with self.owner._lock:
-                self.owner.in_flight -= 1
+            with owner._lock:
+                owner.in_flight -= 1
 
     def _answer(self, body: dict[str, Any], seq: int, reply: Reply) -> None:
         if reply.delay > 0 and self.owner._stopping.wait(reply.delay):

@@ -271,13 +271,21 @@ async def test_400_is_an_error_but_not_retried_nor_fatal(
 async def test_max_concurrency_limits_requests_in_flight(
     openai_server: OpenAIServer, make: Callable[..., OpenAIBackend]
 ) -> None:
-    openai_server.delay = 0.05
+    openai_server.hold()  # replies wait until released
     backend = make(max_concurrency=3)
-    results = await asyncio.gather(*(backend.complete(req(f"q{i}")) for i in range(12)))
+    calls = asyncio.gather(*(backend.complete(req(f"q{i}")) for i in range(12)))
+    for _ in range(500):  # until 3 requests are open at the server (at most ~5 s)
+        if openai_server.in_flight_now() >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # room for a 4th to arrive, were the limit broken
+    open_at_once = openai_server.in_flight_now()
+    openai_server.release()
+    results = await calls
+    assert open_at_once == 3
     assert len(results) == 12
     assert openai_server.count() == 12
-    assert openai_server.max_in_flight <= 3
-    assert openai_server.max_in_flight >= 2  # they did overlap
+    assert openai_server.max_in_flight == 3
 
 
 def test_missing_key_for_openai_is_a_clear_fatal_error() -> None:
