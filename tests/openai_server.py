@@ -15,7 +15,11 @@ Typical use (see the ``openai_server`` fixture in ``tests/conftest.py``)::
 Replies are consumed first from the FIFO ``script`` (one per chat request);
 when it is empty the ``responder`` function makes a normal completion from the
 request. Every request is recorded in ``server.requests`` (method, path,
-headers, parsed JSON body). Standard library only.
+headers with lower-case names, parsed JSON body); ``count()`` counts chat requests
+(OpenAI or Azure route). ``hold()`` / ``release()`` keep replies waiting so a test can
+see how many requests a client has open (``in_flight_now()``, ``max_in_flight``).
+``api_key`` makes the server demand that key (401 otherwise, echoing the key sent, so
+tests can check that it is scrubbed). Standard library only.
 """
 
 from __future__ import annotations
