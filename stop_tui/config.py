@@ -1,0 +1,409 @@
+"""Settings: ``stop.toml``, environment variables and command-line flags.
+
+Precedence, lowest to highest:
+
+1. built-in defaults;
+2. the config file: ``config_file`` if given, else ``./stop.toml`` in the working
+   directory, else ``stop.toml`` in the user config directory
+   (``platformdirs.user_config_dir("stop-tui")``, e.g. ``~/.config/stop-tui/``);
+3. environment variables: the standard ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
+   ``OPENAI_ORG_ID`` / ``OPENAI_ORGANIZATION``, ``AZURE_OPENAI_ENDPOINT``,
+   ``AZURE_OPENAI_API_KEY``, ``OPENAI_API_VERSION``, then ``STOP_TUI_<FIELD>``
+   (e.g. ``STOP_TUI_MODEL``, ``STOP_TUI_MAX_COST``), which win over the standard ones;
+4. command-line flags, passed to :func:`load_settings` as a dict of overrides
+   (``None`` values are ignored, so unset flags do not override).
+
+Every problem becomes one :class:`~stop_tui.errors.UserError` line that names the
+key, where it came from (file path, environment variable, or command line) and
+the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from stop_tui.errors import UserError
+
+if TYPE_CHECKING:
+    from stop_tui.lm.types import Backend
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "ENV_PREFIX",
+    "Settings",
+    "find_config_file",
+    "load_settings",
+    "make_backend",
+    "make_run_backend",
+]
+
+CONFIG_FILENAME = "stop.toml"
+ENV_PREFIX = "STOP_TUI_"
+
+ApprovalPolicy = Literal["every-candidate", "each-generation", "auto", "reject-flagged"]
+
+# Standard variables other tools use too; STOP_TUI_* wins over them.
+STANDARD_ENV: dict[str, str] = {
+    "OPENAI_API_KEY": "api_key",
+    "AZURE_OPENAI_API_KEY": "api_key",
+    "OPENAI_BASE_URL": "base_url",
+    "OPENAI_ORG_ID": "organization",
+    "OPENAI_ORGANIZATION": "organization",
+    "AZURE_OPENAI_ENDPOINT": "azure_endpoint",
+    "OPENAI_API_VERSION": "azure_api_version",
+}
+
+# STOP_TUI_* variables that are not settings (other parts of the program read them).
+NON_SETTING_ENV: set[str] = set()
+
+
+class Settings(BaseSettings):
+    """All settings of a run. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    # -- the language model --------------------------------------------------
+    model: str = Field(
+        default="",
+        description='Model name (Azure: the deployment). "demo" = the offline demo backend.',
+    )
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint URL.")
+    api_key: SecretStr | None = Field(default=None, description="API key (never stored).")
+    organization: str | None = None
+    azure_endpoint: str | None = None
+    azure_api_version: str | None = None
+    azure_deployment: str | None = None
+    timeout: float = Field(default=120.0, gt=0, description="Seconds per HTTP request.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Per response.")
+    max_concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
+    max_retries: int = Field(default=5, ge=0, description="Retries per request.")
+    retry_base_delay: float = Field(default=1.0, ge=0)
+    retry_max_delay: float = Field(default=30.0, ge=0)
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Model -> [prompt, completion] dollars per 1M tokens; extends the built-ins.",
+    )
+    seed: int = Field(default=0, description="Seed of the demo backend and of sampling.")
+
+    # -- run-wide caps (None = no cap) ---------------------------------------------
+    max_calls: int | None = Field(default=None, ge=0)
+    max_tokens_total: int | None = Field(default=None, ge=0)
+    max_cost: float | None = Field(default=None, ge=0)
+
+    # -- where runs go ---------------------------------------------------------------
+    workspace: Path = Path("stop-runs")
+
+    # -- the STOP budgets (the paper's reference configuration) ------------------------
+    task: str = "parity_noise"
+    max_responses_per_call: int = Field(default=6, ge=1)
+    lm_budget: int = Field(default=4, ge=1)
+    utility_budget: int = Field(default=25, ge=1)
+    meta_utility_budget: int = Field(default=25, ge=1)
+    meta_utility_tests: int = Field(default=5, ge=1)
+    generations: int = Field(default=6, ge=0)
+    approval: ApprovalPolicy = "every-candidate"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings merges file, environment and flags itself (so that every
+        # error can name its source); only the merged values come in.
+        return (init_settings,)
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices(cls, value: Any) -> Any:
+        # Accept {"model": {"prompt": 1.0, "completion": 2.0}} as well as [1.0, 2.0].
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for name, price in value.items():
+                if isinstance(price, Mapping):
+                    unknown = set(price) - {"prompt", "completion"}
+                    if unknown or {"prompt", "completion"} - set(price):
+                        raise ValueError(
+                            f"price of {name!r} needs exactly 'prompt' and 'completion' "
+                            "(dollars per 1M tokens)"
+                        )
+                    out[str(name)] = (price["prompt"], price["completion"])
+                else:
+                    out[str(name)] = price
+            return out
+        return value
+
+    @field_validator("base_url", "azure_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if not self.model:
+            if self.base_url or self.api_key or self.azure_endpoint:
+                raise ValueError(
+                    "no model is set but an endpoint or API key is: set model "
+                    '(e.g. model = "gpt-4o-mini" in stop.toml, STOP_TUI_MODEL or --model), '
+                    'or model = "demo" for the offline demo'
+                )
+            self.model = "demo"
+        if self.azure_endpoint and not self.azure_api_version and self.model != "demo":
+            raise ValueError(
+                "azure_endpoint is set but azure_api_version is not: set it "
+                '(e.g. azure_api_version = "2024-10-21") or OPENAI_API_VERSION'
+            )
+        if self.max_cost is not None and self.model != "demo":
+            from stop_tui.lm.pricing import price_of
+
+            if price_of(self.model, self.prices) is None:
+                raise ValueError(
+                    f"max_cost is set but the price of model {self.model!r} is unknown: "
+                    f'add it to [prices] in stop.toml ("{self.model}" = '
+                    "{ prompt = ..., completion = ... }, dollars per 1M tokens)"
+                )
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as plain values, API key shown as ``***`` (for display/logs)."""
+        data = self.model_dump(mode="json")
+        data["api_key"] = "***" if self.api_key is not None else None
+        return data
+
+
+def find_config_file(cwd: Path | None = None) -> Path | None:
+    """``./stop.toml``, else the user config dir's ``stop.toml``, else None."""
+    here = (cwd or Path.cwd()) / CONFIG_FILENAME
+    if here.is_file():
+        return here
+    import platformdirs
+
+    user = Path(platformdirs.user_config_dir("stop-tui")) / CONFIG_FILENAME
+    if user.is_file():
+        return user
+    return None
+
+
+_FIELDS = Settings.model_fields
+_COMPLEX = {"prices"}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            f"config file {path} does not exist", hint="check the path given to --config"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    for key in data:
+        if key not in _FIELDS:
+            raise UserError(
+                f"unknown setting '{key}' in {path}",
+                hint=_suggest(key) + "see docs/readme-lm.md for the settings",
+            )
+    return data
+
+
+def _read_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for var, field in STANDARD_ENV.items():
+        if environ.get(var) and field not in origin:
+            values[field] = environ[var]
+            origin[field] = f"environment variable {var}"
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in NON_SETTING_ENV:
+            continue
+        field = var[len(ENV_PREFIX) :].lower()
+        if field not in _FIELDS:
+            raise UserError(
+                f"unknown setting in environment variable {var}",
+                hint=_suggest(field, prefix=ENV_PREFIX) + "unset it or fix its name",
+            )
+        value: Any = raw
+        if field in _COMPLEX:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                raise UserError(
+                    f"environment variable {var} must be JSON, e.g. '{{\"my-model\": [0.5, 1.5]}}'"
+                ) from None
+        elif raw == "" and _FIELDS[field].default is None:
+            value = None
+        values[field] = value
+        origin[field] = f"environment variable {var}"
+    return values, origin
+
+
+def _suggest(key: str, prefix: str = "") -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key.lower(), list(_FIELDS), n=1, cutoff=0.6)
+    return f"did you mean '{prefix}{close[0].upper() if prefix else close[0]}'? " if close else ""
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Merge defaults < config file < environment < ``overrides`` and validate.
+
+    Raises :class:`UserError` (one line) on an unknown key, a wrong type, or an
+    inconsistent configuration (e.g. an endpoint without a model).
+    """
+    env = os.environ if environ is None else environ
+    path = config_file if config_file is not None else find_config_file(cwd)
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if path is not None:
+        for key, value in _read_file(Path(path)).items():
+            merged[key] = value
+            origin[key] = str(path)
+    env_values, env_origin = _read_env(env)
+    merged.update(env_values)
+    origin.update(env_origin)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _FIELDS:
+            raise UserError(
+                f"unknown setting '{key}' on the command line",
+                hint=_suggest(key) + "see 'stop-tui --help'",
+            )
+        merged[key] = value
+        origin[key] = "the command line"
+    if not merged.get("model"):
+        configured = [k for k in ("base_url", "api_key", "azure_endpoint") if merged.get(k)]
+        if configured:
+            first = configured[0]
+            raise UserError(
+                f"no model is set, but {first} is (from {origin[first]})",
+                hint='set model, e.g. model = "gpt-4o-mini" in stop.toml, STOP_TUI_MODEL or '
+                '--model; or model = "demo" for the offline demo',
+            )
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise _user_error(exc, origin, merged) from None
+
+
+def _user_error(
+    exc: ValidationError, origin: Mapping[str, str], merged: Mapping[str, Any]
+) -> UserError:
+    error = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in error.get("loc", ()) if part != "__root__"]
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        return UserError(message)
+    field = loc[0]
+    where = origin.get(field, "the defaults")
+    shown = "" if field == "api_key" else f" {_short(merged.get(field))}"
+    detail = ".".join(loc[1:])
+    name = f"{field}.{detail}" if detail else field
+    return UserError(f"invalid value{shown} for '{name}' from {where}: {message}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def make_backend(
+    settings: Settings, *, on_retry: Callable[[dict[str, Any]], None] | None = None
+) -> Backend:
+    """The backend the settings describe: the demo backend for model "demo", else
+    an :class:`~stop_tui.lm.openai_backend.OpenAIBackend` (``on_retry`` is told of
+    each retry: attempt, delay, reason, status)."""
+    if settings.model == "demo":
+        try:
+            import importlib
+
+            demo = importlib.import_module("stop_tui.lm.demo")
+        except ImportError as exc:
+            raise UserError(
+                f"the demo backend is not available in this installation ({exc})",
+                hint="set model and base_url or OPENAI_API_KEY to use a real endpoint",
+            ) from None
+        demo_backend: Backend = demo.DemoBackend(seed=settings.seed)
+        return demo_backend
+    from stop_tui.lm.openai_backend import OpenAIBackend, RetryPolicy
+    from stop_tui.lm.types import FatalLMError
+
+    try:
+        return OpenAIBackend(
+            settings.model,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            base_url=settings.base_url,
+            organization=settings.organization,
+            azure_endpoint=settings.azure_endpoint,
+            azure_api_version=settings.azure_api_version,
+            azure_deployment=settings.azure_deployment,
+            timeout=settings.timeout,
+            max_tokens=settings.max_tokens,
+            max_concurrency=settings.max_concurrency,
+            retry=RetryPolicy(
+                max_retries=settings.max_retries,
+                base_delay=settings.retry_base_delay,
+                max_delay=settings.retry_max_delay,
+            ),
+            prices=settings.prices,
+            on_retry=on_retry,
+        )
+    except FatalLMError as exc:
+        raise UserError(str(exc)) from None
+
+
+def make_run_backend(
+    settings: Settings,
+    transcript: Path,
+    *,
+    replay_from: Path | None = None,
+    resume: bool = False,
+    on_retry: Callable[[dict[str, Any]], None] | None = None,
+) -> Backend:
+    """The backend of one run, recording to ``transcript``.
+
+    * default: the live backend (:func:`make_backend`), every request recorded;
+    * ``replay_from``: serve the run from that transcript only (offline; a request
+      it does not hold raises ReplayDivergence); nothing live, nothing recorded;
+    * ``resume=True``: serve what ``transcript`` already holds, go live for the rest,
+      and append the new requests to the same transcript.
+    """
+    from stop_tui.lm.replay import ReplayBackend
+    from stop_tui.lm.transcript import RecordingBackend
+    from stop_tui.lm.types import LMError
+
+    try:
+        if replay_from is not None:
+            return ReplayBackend(replay_from)
+        if resume and transcript.exists():
+            records = ReplayBackend(transcript)  # read before the writer appends
+            recorder = RecordingBackend(make_backend(settings, on_retry=on_retry), transcript)
+            records.fallback = recorder
+            records.name = f"resume:{recorder.name}"
+            return records
+        return RecordingBackend(make_backend(settings, on_retry=on_retry), transcript)
+    except LMError as exc:
+        raise UserError(str(exc)) from None

@@ -1,0 +1,358 @@
+"""The OpenAI (and OpenAI-compatible, and Azure OpenAI) chat completions backend.
+
+Retry policy (ours, not the client's: the ``openai`` client is built with
+``max_retries=0``):
+
+* retried: HTTP 408, 409, 429 and 5xx, timeouts, connection errors, and malformed
+  responses (invalid JSON, no choices); at most ``RetryPolicy.max_retries``
+  retries per HTTP request, then :class:`~stop_tui.lm.types.TransientLMError`;
+* the wait before retry ``k`` (0-based) is ``min(max_delay, base_delay * 2**k)``
+  times a random factor in ``[1 - jitter, 1]``; when the server sends
+  ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``, that wait is used
+  instead, capped at ``max_retry_after``;
+* not retried: 401, 403, 404 raise :class:`~stop_tui.lm.types.FatalLMError` at once
+  (the message names the fix); other 4xx (a 400 for an over-long prompt, say)
+  raise :class:`~stop_tui.lm.types.LMError`.
+
+``n`` samples: the request asks for ``n`` choices; when a server returns fewer
+(several local servers ignore ``n``), the missing ones are requested in parallel
+with ``n=1`` each. Token usage comes from the response's ``usage`` block; when a
+response has none, the counts are estimated (4 characters a token) and
+``usage_estimated`` is set. Cost comes from :mod:`stop_tui.lm.pricing`.
+
+The API key is held only in memory: it never appears in ``repr``, events,
+exceptions or transcripts (any echo of it in a server's error text is replaced by
+``***``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from stop_tui.lm.pricing import Price, cost_of, estimate_tokens
+from stop_tui.lm.types import (
+    ChatRequest,
+    ChatResult,
+    FatalLMError,
+    LMError,
+    TransientLMError,
+)
+
+__all__ = ["OpenAIBackend", "RetryPolicy", "parse_retry_after"]
+
+Sleep = Callable[[float], Awaitable[None]]
+RetryHook = Callable[[dict[str, Any]], None]
+
+_RETRY_STATUSES = {408, 409, 429}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter; honours Retry-After up to a cap."""
+
+    max_retries: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_retry_after: float = 60.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        if retry_after is not None:
+            return max(0.0, min(retry_after, self.max_retry_after))
+        backoff = min(self.max_delay, self.base_delay * (2**attempt))
+        return backoff * (1.0 - self.jitter * rng.random())
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait, from ``retry-after-ms`` or ``Retry-After``.
+
+    ``Retry-After`` may be a number of seconds or an HTTP date. Returns None when
+    absent or unparseable; never negative.
+    """
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    ms = lower.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+class _Malformed(Exception):
+    pass
+
+
+@dataclass
+class _Reply:
+    texts: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    retries: int
+
+
+class OpenAIBackend:
+    """Chat completions through ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        azure_endpoint: str | None = None,
+        azure_api_version: str | None = None,
+        azure_deployment: str | None = None,
+        timeout: float = 120.0,
+        max_tokens: int | None = None,
+        max_concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        prices: Mapping[str, Price] | None = None,
+        sleep: Sleep | None = None,
+        rng: random.Random | None = None,
+        on_retry: RetryHook | None = None,
+    ) -> None:
+        if not model:
+            raise FatalLMError("no model name given: set 'model' in stop.toml or pass --model")
+        if max_concurrency < 1:
+            raise FatalLMError("max_concurrency must be at least 1")
+        self.model = model
+        self.base_url = base_url
+        self.azure_endpoint = azure_endpoint
+        self.timeout = float(timeout)
+        self.max_tokens = max_tokens
+        self.retry = retry or RetryPolicy()
+        self.prices = dict(prices or {})
+        self.name = f"openai:{model}" if azure_endpoint is None else f"azure:{model}"
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._rng = rng or random.Random()
+        self._on_retry = on_retry
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._secret = api_key or ""
+        self._client: openai.AsyncOpenAI
+        if azure_endpoint is not None:
+            if not azure_api_version:
+                raise FatalLMError(
+                    "Azure OpenAI needs an API version: set azure_api_version in stop.toml "
+                    "or OPENAI_API_VERSION"
+                )
+            if not api_key:
+                raise FatalLMError(
+                    "Azure OpenAI needs an API key: set AZURE_OPENAI_API_KEY or OPENAI_API_KEY"
+                )
+            self._client = openai.AsyncAzureOpenAI(
+                azure_endpoint=azure_endpoint,
+                api_version=azure_api_version,
+                azure_deployment=azure_deployment or model,
+                api_key=api_key,
+                organization=organization,
+                timeout=self.timeout,
+                max_retries=0,
+            )
+        else:
+            if not api_key and base_url is None:
+                raise FatalLMError(
+                    "no API key for api.openai.com: set OPENAI_API_KEY (or api_key in "
+                    "stop.toml), or set base_url for a local server"
+                )
+            self._client = openai.AsyncOpenAI(
+                # Local servers accept any key; the client needs a non-empty one.
+                api_key=api_key or "no-key",
+                base_url=base_url,
+                organization=organization,
+                timeout=self.timeout,
+                max_retries=0,
+            )
+
+    def __repr__(self) -> str:
+        where = self.azure_endpoint or self.base_url or "api.openai.com"
+        key = "***" if self._secret else "None"
+        return f"OpenAIBackend(model={self.model!r}, endpoint={where!r}, api_key={key})"
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    # -- public --------------------------------------------------------------
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        start = time.monotonic()
+        first = await self._request(request, request.n)
+        replies = [first]
+        missing = request.n - len(first.texts)
+        texts = list(first.texts[: request.n])
+        while missing > 0:
+            # The server returned fewer choices than asked for: ask for the rest, one each.
+            more = await asyncio.gather(*(self._request(request, 1) for _ in range(missing)))
+            for reply in more:
+                replies.append(reply)
+                texts.extend(reply.texts[:1])
+            missing = request.n - len(texts)
+        prompt_tokens = sum(r.prompt_tokens for r in replies)
+        completion_tokens = sum(r.completion_tokens for r in replies)
+        return ChatResult(
+            texts=texts,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            usage_estimated=any(r.estimated for r in replies),
+            latency=time.monotonic() - start,
+            retries=sum(r.retries for r in replies),
+            cost=cost_of(
+                request.model or self.model, prompt_tokens, completion_tokens, self.prices
+            ),
+        )
+
+    # -- internals -------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        """``text`` with any occurrence of the API key replaced by ``***``."""
+        if self._secret and len(self._secret) >= 4:
+            text = text.replace(self._secret, "***")
+        return text
+
+    def _where(self) -> str:
+        return self.azure_endpoint or self.base_url or "https://api.openai.com/v1"
+
+    def _fatal(self, exc: openai.APIStatusError) -> FatalLMError | None:
+        status = exc.status_code
+        detail = self.scrub(_error_text(exc))
+        if status == 401:
+            return FatalLMError(
+                f"the endpoint {self._where()} rejected the API key (HTTP 401: {detail}); "
+                "check OPENAI_API_KEY (or api_key in stop.toml)",
+                status=status,
+            )
+        if status == 403:
+            return FatalLMError(
+                f"access denied by {self._where()} (HTTP 403: {detail}); check that the key, "
+                f"organization and project may use model {self.model!r}",
+                status=status,
+            )
+        if status == 404:
+            return FatalLMError(
+                f"model {self.model!r} or the chat completions route was not found at "
+                f"{self._where()} (HTTP 404: {detail}); check the model name "
+                "('stop-tui doctor' lists the models) and base_url (it usually ends in /v1)",
+                status=status,
+            )
+        return None
+
+    async def _request(self, request: ChatRequest, n: int) -> _Reply:
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            status: int | None = None
+            try:
+                async with self._semaphore:
+                    return await self._once(request, n, attempt)
+            except openai.APIStatusError as exc:
+                fatal = self._fatal(exc)
+                if fatal is not None:
+                    raise fatal from None
+                status = exc.status_code
+                if status not in _RETRY_STATUSES and status < 500:
+                    raise LMError(
+                        f"the endpoint rejected the request (HTTP {status}: "
+                        f"{self.scrub(_error_text(exc))})"
+                    ) from None
+                retry_after = parse_retry_after(dict(exc.response.headers))
+                reason = f"HTTP {status}: {self.scrub(_error_text(exc))}"
+            except openai.APITimeoutError:
+                reason = f"timed out after {self.timeout:g}s"
+            except openai.APIConnectionError as exc:
+                reason = f"connection error: {self.scrub(str(exc.__cause__ or exc))}"
+            except (_Malformed, json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+                reason = f"malformed response: {self.scrub(str(exc))[:200]}"
+            if attempt >= self.retry.max_retries:
+                raise TransientLMError(
+                    f"gave up on {self._where()} after {attempt} retries: {reason}",
+                    status=status,
+                    retries=attempt,
+                )
+            delay = self.retry.delay(attempt, retry_after, self._rng)
+            if self._on_retry is not None:
+                self._on_retry(
+                    {"attempt": attempt + 1, "delay": delay, "reason": reason, "status": status}
+                )
+            await self._sleep(delay)
+            attempt += 1
+
+    async def _once(self, request: ChatRequest, n: int, attempt: int) -> _Reply:
+        max_tokens = request.max_tokens if request.max_tokens is not None else self.max_tokens
+        kwargs: dict[str, Any] = {}
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        response = await self._client.chat.completions.create(
+            model=request.model or self.model,
+            messages=[
+                {"role": "system", "content": request.system},
+                {"role": "user", "content": request.user},
+            ],
+            n=n,
+            temperature=request.temperature,
+            timeout=self.timeout,
+            **kwargs,
+        )
+        choices = getattr(response, "choices", None)
+        if not choices or not isinstance(choices, list):
+            raise _Malformed("the response has no choices")
+        try:
+            ordered = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
+            texts = [str(getattr(c.message, "content", None) or "") for c in ordered]
+        except (AttributeError, TypeError) as exc:
+            raise _Malformed(f"unreadable choices ({exc})") from None
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            try:
+                return _Reply(
+                    texts=texts,
+                    prompt_tokens=int(usage.prompt_tokens),
+                    completion_tokens=int(usage.completion_tokens or 0),
+                    estimated=False,
+                    retries=attempt,
+                )
+            except (AttributeError, TypeError, ValueError):
+                pass  # an unreadable usage block: estimate as if there were none
+        return _Reply(
+            texts=texts,
+            prompt_tokens=estimate_tokens(request.system) + estimate_tokens(request.user) + 8,
+            completion_tokens=sum(estimate_tokens(t) for t in texts[:n]),
+            estimated=True,
+            retries=attempt,
+        )
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+        return json.dumps(body)[:300]
+    return str(exc.message)[:300]
