@@ -251,3 +251,33 @@ async def test_the_record_is_on_disk_before_the_caller_sees_the_response(
     await model.prompt("e", "b")
     await recorder.aclose()
     assert seen_on_disk == [1, 2]
+
+
+async def test_context_scopes_occurrences_so_replay_ignores_arrival_order(tmp_path: Path) -> None:
+    """Identical requests from different places in a run (contexts) are numbered per
+    context, so a replay serves each place its own recorded answer even when the
+    concurrent requests arrive in another order than when they were recorded."""
+    from stop_tui.lm.demo import DemoBackend
+
+    path = tmp_path / "t.jsonl"
+    recorder = RecordingBackend(DemoBackend(seed=3), path)
+    from stop_tui.tasks import get_task
+
+    task = get_task("parity_noise")
+    user = f"Improve:\n```python\n{task.seed_solution}```\nScore:\n{task.public_utility}"
+    base = {"model": "demo", "system": "s", "user": user, "n": 4}
+    recorded = {}
+    for context in ("g1/c0/t0", "g1/c0/t1", "g1/c0/t2"):
+        result = await recorder.complete(ChatRequest(**base, context=context))  # type: ignore[arg-type]
+        recorded[context] = result.texts
+    await recorder.aclose()
+    assert len({tuple(v) for v in recorded.values()}) == 3  # the demo varies by context
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["context"] for line in lines] == ["g1/c0/t0", "g1/c0/t1", "g1/c0/t2"]
+    assert {line["occurrence"] for line in lines} == {0}
+    replay = ReplayBackend(path)
+    for context in ("g1/c0/t2", "g1/c0/t0", "g1/c0/t1"):  # another order
+        result = await replay.complete(ChatRequest(**base, context=context))  # type: ignore[arg-type]
+        assert result.texts == recorded[context]
+    with pytest.raises(ReplayDivergence):
+        await replay.complete(ChatRequest(**base, context="g1/c0/t3"))  # type: ignore[arg-type]

@@ -383,6 +383,7 @@ class LanguageModel:
             n=n,
             temperature=temperature,
             max_tokens=self.max_tokens,
+            context=self.label,
         )
 
     async def _run(self, call: int, requests: list[ChatRequest]) -> list[ChatResult]:

@@ -65,11 +65,11 @@ class ReplayBackend:
         self._records: dict[tuple[str, int], TranscriptRecord] = {}
         self._per_key: dict[str, int] = defaultdict(int)
         for record in iter_records(transcript):
-            slot = (record.key, record.occurrence)
+            slot = (record.slot, record.occurrence)
             held = self._records.get(slot)
             if held is None or (not held.ok and record.ok):
                 self._records[slot] = record
-            self._per_key[record.key] = max(self._per_key[record.key], record.occurrence + 1)
+            self._per_key[record.slot] = max(self._per_key[record.slot], record.occurrence + 1)
         self._seen: dict[str, int] = defaultdict(int)
         self.served = 0  # responses served from the transcript
         self.live = 0  # requests passed to the fallback
@@ -81,7 +81,7 @@ class ReplayBackend:
         return len(self._records)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        key = request.key()
+        key = request.slot()
         occurrence = self._seen[key]
         self._seen[key] = occurrence + 1
         record = self._records.get((key, occurrence))

@@ -66,6 +66,11 @@ class TranscriptRecord:
     ts: float
     backend: str
 
+    @property
+    def slot(self) -> str:
+        """Key scoped by context: what occurrence numbers count (see ChatRequest.slot)."""
+        return self.request.slot()
+
     def result(self) -> ChatResult:
         return ChatResult(
             texts=list(self.texts),
@@ -124,6 +129,8 @@ def _line(
     record["key"] = request.key()
     record["occurrence"] = occurrence
     record.update(request.content())
+    if request.context:
+        record["context"] = request.context
     if result is not None:
         record.update(
             ok=True,
@@ -205,7 +212,7 @@ class TranscriptWriter:
         self._counts: dict[str, int] = defaultdict(int)
         if self.path.exists() and self.path.stat().st_size > 0:
             for record in read_transcript(self.path):
-                self._counts[record.key] = max(self._counts[record.key], record.occurrence + 1)
+                self._counts[record.slot] = max(self._counts[record.slot], record.occurrence + 1)
             self._repair_torn_tail()
         self._secrets = [s for s in secrets if s and len(s) >= 4]
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
@@ -274,11 +281,11 @@ class RecordingBackend:
         return f"RecordingBackend({self.inner!r}, {str(self.writer.path)!r})"
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        return await self.complete_as(request, self.writer.next_occurrence(request.key()))
+        return await self.complete_as(request, self.writer.next_occurrence(request.slot()))
 
     async def complete_as(self, request: ChatRequest, occurrence: int) -> ChatResult:
         """Complete ``request`` recording it as the given occurrence of its key."""
-        self.writer.claim(request.key(), occurrence)
+        self.writer.claim(request.slot(), occurrence)
         try:
             result = await self.inner.complete(request)
         except asyncio.CancelledError:

@@ -39,6 +39,11 @@ class ChatRequest:
     n: int = 1
     temperature: float = 0.7
     max_tokens: int | None = None
+    #: Where the request comes from in a run (e.g. ``g2/c3/t1``: generation 2, candidate 3,
+    #: meta-utility test 1). Not part of the content or :meth:`key`; it scopes occurrence
+    #: numbers (:meth:`slot`) so that concurrent identical requests from different places
+    #: are told apart deterministically, whatever order they arrive in.
+    context: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -75,6 +80,11 @@ class ChatRequest:
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
+    def slot(self) -> str:
+        """What occurrence numbers count: the content hash, scoped by the context."""
+        key = self.key()
+        return f"{key}@{self.context}" if self.context else key
+
     @classmethod
     def from_content(cls, data: dict[str, Any]) -> ChatRequest:
         """Inverse of :meth:`content` (used when reading transcripts)."""
@@ -85,6 +95,7 @@ class ChatRequest:
             n=int(data["n"]),
             temperature=float(data["temperature"]),
             max_tokens=None if data.get("max_tokens") is None else int(data["max_tokens"]),
+            context=str(data.get("context") or ""),
         )
 
 

@@ -105,7 +105,7 @@ class DemoBackend:
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         started = time.perf_counter()
-        key = request.key()
+        key = request.slot()
         # Taken before any await, so concurrent calls cannot change each other's index.
         occurrence = self._occurrences.get(key, 0)
         self._occurrences[key] = occurrence + 1
