@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from stop_tui import __version__
 from stop_tui.errors import UserError
 
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["doctor"]
 
 
 class _Parser(argparse.ArgumentParser):

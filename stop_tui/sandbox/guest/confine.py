@@ -34,8 +34,11 @@ from collections.abc import Iterable
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_libc.prctl.restype = ctypes.c_int
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+if hasattr(_libc, "prctl"):  # Linux only; elsewhere every layer reports unavailable
+    _libc.prctl.restype = ctypes.c_int
+    _libc.prctl.argtypes = [
+        ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong
+    ]
 
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24

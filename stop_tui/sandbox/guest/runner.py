@@ -36,7 +36,8 @@ from typing import Any, NoReturn
 
 from stop_tui.sandbox import codec
 
-EXIT_MEMORY = 71  # keep equal to zygote.EXIT_MEMORY
+EXIT_CONFINE = 70  # a confinement layer could not be applied: nothing untrusted ran
+EXIT_MEMORY = 71  # the job hit its memory limit (MemoryError)
 
 
 class Channel:

@@ -35,9 +35,8 @@ import time
 from typing import Any, NoReturn
 
 from stop_tui.sandbox.guest import confine
+from stop_tui.sandbox.guest.runner import EXIT_CONFINE
 
-EXIT_CONFINE = 70  # a confinement layer could not be applied: nothing ran
-EXIT_MEMORY = 71  # the job hit its memory limit (MemoryError)
 N_FDS = 4  # channel, stdout, stderr, control
 BACKSTOP_GRACE = 5.0  # seconds past the wall limit before the supervisor kills on its own
 
@@ -214,7 +213,7 @@ def _preimport() -> None:
 
 def main(argv: list[str]) -> None:
     """``zygote FD`` serves jobs on socket FD; ``cold SPEC_JSON`` supervises one job
-    whose channel is fd 3 and control socket fd 4, stdout/stderr are 1 and 2."""
+    (channel and control fds named in the spec, the job's stdout/stderr are ours)."""
     confine.set_pdeathsig()
     guest_dir = os.path.dirname(os.path.abspath(__file__))
     if guest_dir not in sys.path:
@@ -225,7 +224,8 @@ def main(argv: list[str]) -> None:
         serve(sock)
     elif argv[0] == "cold":
         _preimport()
-        supervise(json.loads(argv[1]), 3, 1, 2, 4)
+        spec = json.loads(argv[1])
+        supervise(spec, int(spec["chan_fd"]), 1, 2, int(spec["ctl_fd"]))
     else:
         raise SystemExit(f"unknown mode {argv[0]!r}")
 
