@@ -50,6 +50,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -172,12 +173,13 @@ class Child:
         self._output_kept = 0
         self._output_seen = 0
         self._limit: str | None = None
+        self._memory_hit = False  # the guest reported a MemoryError
         self._error: str | None = None
         self._exit: ExitInfo | None = None
         self._status: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._kill_task: asyncio.Task[ExitInfo] | None = None
         self._closed_channel = False
-        self._process: asyncio.subprocess.Process | None = None  # cold path only
+        self._process: subprocess.Popen[bytes] | None = None  # cold path only
         self._reader: asyncio.StreamReader
         self._writer: asyncio.StreamWriter
         self._ctl_reader: asyncio.StreamReader
@@ -266,10 +268,13 @@ class Child:
             self._trip("message")
             return None
         try:
-            return codec.loads_message(line)
+            message = codec.loads_message(line)
         except codec.CodecError as exc:
             self._trip(None, f"protocol violation: {exc}")
             return None
+        if message.get("limit") == "memory":
+            self._memory_hit = True
+        return message
 
     async def request(self, message: dict[str, Any], timeout: float) -> Reply:
         """Send ``message`` with a fresh id and wait for the reply carrying that id.
@@ -352,10 +357,7 @@ class Child:
         for task in self._tasks:
             task.cancel()
         if self._process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.kill()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._process.wait(), KILL_GRACE)
+            await _reap(self._process)
         self._exit = self._exit_info(status)
         self.sandbox._children.discard(self)
         return self._exit
@@ -372,7 +374,7 @@ class Child:
                 sig == signal.SIGKILL and cpu is not None and cpu >= self.limits.cpu_time * 0.95
             ):
                 limit = "cpu"
-            elif code == EXIT_MEMORY:
+            elif code == EXIT_MEMORY or self._memory_hit:
                 limit = "memory"
             elif code == EXIT_CONFINE:
                 error = "the sandbox could not confine the child: " + _last_line(self._err.data)
@@ -398,6 +400,18 @@ class Child:
         await self.kill()
 
 
+async def _reap(process: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
+    """Wait for a direct child without blocking the loop; SIGKILL it after ``grace``."""
+    deadline = time.monotonic() + grace
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.get_running_loop().run_in_executor(None, process.wait)
+            return
+        await asyncio.sleep(0.01)
+
+
 def _last_line(data: bytes) -> str:
     lines = data.decode("utf-8", "replace").strip().splitlines()
     return lines[-1] if lines else "no details"
@@ -415,7 +429,7 @@ class Sandbox:
         self.unsafe = unsafe
         self.use_zygote = zygote
         self._bwrap = self.report.active("bwrap")
-        self._zygote: asyncio.subprocess.Process | None = None
+        self._zygote: subprocess.Popen[bytes] | None = None
         self._zsock: socket.socket | None = None
         self._host_scratch: str | None = None
         self._children: set[Child] = set()
@@ -438,7 +452,7 @@ class Sandbox:
     async def start(self) -> None:
         """Start the zygote (idempotent); a dead zygote is restarted."""
         async with self._lock:
-            if self.use_zygote and (self._zygote is None or self._zygote.returncode is not None):
+            if self.use_zygote and (self._zygote is None or self._zygote.poll() is not None):
                 await self._start_zygote()
 
     def _scratch_root(self) -> str:
@@ -456,11 +470,12 @@ class Sandbox:
         parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             argv = [*self._prefix(), *layers.boot_argv("zygote", str(zygote_end.fileno()))]
-            self._zygote = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=None if os.environ.get("STOP_TUI_SANDBOX_DEBUG") else asyncio.subprocess.DEVNULL,
+            debug = bool(os.environ.get("STOP_TUI_SANDBOX_DEBUG"))
+            self._zygote = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=None if debug else subprocess.DEVNULL,
                 pass_fds=(zygote_end.fileno(),),
                 env=layers.child_env(),
                 start_new_session=True,
@@ -474,13 +489,8 @@ class Sandbox:
             self._zsock.close()
             self._zsock = None
         proc, self._zygote = self._zygote, None
-        if proc is not None and proc.returncode is None:
-            try:
-                await asyncio.wait_for(proc.wait(), 2.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        if proc is not None:
+            await _reap(proc, 2.0)  # it exits when its socket closes
 
     async def _hard_reset(self, child: Child) -> None:
         """Last resort when a supervisor does not answer: restart everything it lives in."""
@@ -489,7 +499,7 @@ class Sandbox:
                 os.killpg(child._process.pid, signal.SIGKILL)
         elif self._zygote is not None:
             with contextlib.suppress(ProcessLookupError):
-                self._zygote.kill()
+                os.killpg(self._zygote.pid, signal.SIGKILL)
             await self._stop_zygote()
 
     async def close(self) -> None:
@@ -560,13 +570,13 @@ class Sandbox:
                     raise
                 await self._stop_zygote()  # it died: restart once
 
-    async def _start_cold(self, spec: dict[str, Any], fds: list[int]) -> asyncio.subprocess.Process:
+    async def _start_cold(self, spec: dict[str, Any], fds: list[int]) -> subprocess.Popen[bytes]:
         chan, out, err, ctl = fds
         spec = {**spec, "chan_fd": chan, "ctl_fd": ctl}
         argv = [*self._prefix(), *layers.boot_argv("cold", json.dumps(spec))]
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             pass_fds=(chan, ctl),

@@ -20,8 +20,9 @@ Jobs
     "result"}`` or ``{"id", "rpc_error": {"type", "message"}}``. Ends with
     ``{"result": str}`` or ``{"error": "..."}``.
 
-A ``MemoryError`` ends the job with exit code ``EXIT_MEMORY`` after the error
-reply, so the parent can name the limit that fired.
+A ``MemoryError`` ends the job with exit code ``EXIT_MEMORY`` after an error
+reply that carries ``"limit": "memory"``, so the parent can name the limit
+that fired (a job can only make itself look worse by forging that).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _run_solution(chan: Channel, payload: dict[str, Any]) -> None:
         if not callable(entry):
             raise NameError(f"the solution does not define a function {payload['entry_point']!r}")
     except MemoryError as exc:
-        chan.send({"error": _describe(exc)})
+        chan.send({"error": _describe(exc), "limit": "memory"})
         _flush()
         os._exit(EXIT_MEMORY)
     except BaseException as exc:
@@ -117,7 +118,7 @@ def _run_solution(chan: Channel, payload: dict[str, Any]) -> None:
             output = entry(*args)
         except MemoryError as exc:
             _flush()
-            chan.send({"id": reply_id, "error": _describe(exc)})
+            chan.send({"id": reply_id, "error": _describe(exc), "limit": "memory"})
             os._exit(EXIT_MEMORY)
         except BaseException as exc:
             _flush()
@@ -238,7 +239,7 @@ def _run_improver(chan: Channel, payload: dict[str, Any]) -> None:
         result = improve(payload["initial_solution"], utility, language_model)
     except MemoryError as exc:
         _flush()
-        chan.send({"error": _describe(exc)})
+        chan.send({"error": _describe(exc), "limit": "memory"})
         os._exit(EXIT_MEMORY)
     except BaseException as exc:
         _flush()
