@@ -247,34 +247,38 @@ class Child:
 
     async def recv(self, timeout: float) -> dict[str, Any] | None:
         """The next message, or None on timeout or when the child has ended."""
-        if self._exit is not None or self._closed_channel:
-            return None
+        message, _timed_out = await self._recv(timeout)
+        return message
+
+    async def _recv(self, timeout: float) -> tuple[dict[str, Any] | None, bool]:
+        if self._exit is not None or self._closed_channel or self._kill_task is not None:
+            return None, False
         try:
-            line = await asyncio.wait_for(self._reader.readuntil(b"\n"), timeout)
+            line = await asyncio.wait_for(self._reader.readuntil(b"\n"), max(timeout, 0.0))
         except TimeoutError:
-            return None
+            return None, True
         except asyncio.LimitOverrunError:
             self._trip("message")
-            return None
+            return None, False
         except asyncio.IncompleteReadError as exc:
             self._closed_channel = True
             if len(exc.partial) > 0:
                 self._trip(None, "the channel ended in the middle of a message")
-            return None
+            return None, False
         except (ConnectionError, OSError):
             self._closed_channel = True
-            return None
+            return None, False
         if len(line) > self.limits.max_message_bytes:
             self._trip("message")
-            return None
+            return None, False
         try:
             message = codec.loads_message(line)
         except codec.CodecError as exc:
             self._trip(None, f"protocol violation: {exc}")
-            return None
+            return None, False
         if message.get("limit") == "memory":
             self._memory_hit = True
-        return message
+        return message, False
 
     async def request(self, message: dict[str, Any], timeout: float) -> Reply:
         """Send ``message`` with a fresh id and wait for the reply carrying that id.
@@ -285,10 +289,9 @@ class Child:
         request_id = secrets.token_hex(8)
         start = time.perf_counter()
         await self.send({**message, "id": request_id})
-        reply = await self.recv(timeout)
+        reply, timed_out = await self._recv(timeout)
         elapsed = time.perf_counter() - start
         if reply is None:
-            timed_out = self.alive and not self._closed_channel
             if timed_out:
                 self._trip("timeout")
             return Reply(None, elapsed, timed_out)
@@ -306,10 +309,8 @@ class Child:
         start = time.perf_counter()
         deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
-            message = await self.recv(max(remaining, 0.0)) if remaining > 0 else None
+            message, timed_out = await self._recv(deadline - time.monotonic())
             if message is None:
-                timed_out = self.alive and not self._closed_channel
                 if timed_out:
                     self._trip("timeout")
                 return Reply(None, time.perf_counter() - start, timed_out)

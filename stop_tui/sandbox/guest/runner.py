@@ -15,8 +15,9 @@ Jobs
     output}`` or ``{"id": ..., "error": "Type: message"}``.
 ``improver`` (payload ``{"source", "initial_solution", "utility": {"str",
 "budget"}, "language_model": {"budget", "max_responses_per_call"}}``)
-    runs ``improve_algorithm(initial_solution, utility, language_model)``; the
-    proxies send ``{"id", "rpc": method, "params"}`` and wait for ``{"id",
+    runs ``improve_algorithm(initial_solution, utility, language_model)``
+    (``BudgetExceeded``, ``UtilityError`` and ``RpcError`` are predefined in
+    the improver's namespace); the proxies send ``{"id", "rpc": method, "params"}`` and wait for ``{"id",
     "result"}`` or ``{"id", "rpc_error": {"type", "message"}}``. Ends with
     ``{"result": str}`` or ``{"error": "..."}``.
 
@@ -82,9 +83,10 @@ def _flush() -> None:
             pass
 
 
-def _define(source: str, name: str) -> dict[str, Any]:
+def _define(source: str, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     module = types.ModuleType(name)
     module.__dict__["__builtins__"] = builtins
+    module.__dict__.update(extra or {})
     code = compile(source, f"<{name}>", "exec")
     exec(code, module.__dict__)
     return module.__dict__
@@ -232,7 +234,7 @@ def _run_improver(chan: Channel, payload: dict[str, Any]) -> None:
         rpc, int(lm_spec["budget"]), int(lm_spec["max_responses_per_call"])
     )
     try:
-        namespace = _define(str(payload["source"]), "improver")
+        namespace = _define(str(payload["source"]), "improver", dict(_RPC_ERRORS))
         improve: Callable[..., Any] | None = namespace.get("improve_algorithm")
         if not callable(improve):
             raise NameError("the improver does not define a function 'improve_algorithm'")
