@@ -55,6 +55,10 @@ def sandbox_processes(root: str) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z" and root.encode() in cmdline and b"stop_tui.sandbox.guest.zygote" in b" ".join(cmdline):
+        if (
+            state != "Z"
+            and root.encode() in cmdline
+            and b"stop_tui.sandbox.guest.zygote" in b" ".join(cmdline)
+        ):
             found.append(int(entry.name))
     return found

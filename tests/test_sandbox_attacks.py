@@ -25,7 +25,9 @@ from _sandbox_support import SET_COMM, marked, new_marker, sandbox_processes, wa
 from stop_tui.sandbox import Child, Limits, Sandbox, codec
 from stop_tui.sandbox.layers import package_root, probe
 
-pytestmark = pytest.mark.skipif(not probe().full, reason="the full isolation stack is not available")
+pytestmark = pytest.mark.skipif(
+    not probe().full, reason="the full isolation stack is not available"
+)
 
 ROOT = str(package_root())
 
@@ -434,3 +436,27 @@ async def test_nothing_left_after_close() -> None:
         await sb.close()
     await asyncio.sleep(0.2)
     assert sandbox_processes(ROOT) == []
+
+
+async def test_fork_bomb_with_forks_allowed_hits_the_process_limit(sandbox: Sandbox) -> None:
+    marker = new_marker()
+    child = await start(
+        sandbox,
+        """
+        import os, time
+        def attack(marker):
+            _mark(marker)
+            while True:
+                try:
+                    if os.fork() == 0:
+                        _mark(marker)
+                except OSError:
+                    time.sleep(0.001)
+        """,
+        Limits(max_processes=8, wall_time=20),
+    )
+    async with child:
+        reply = await child.request({"call": [marker]}, timeout=15)
+        assert reply.message is None and not reply.timed_out
+    assert child.exit_info is not None and child.exit_info.limit == "processes", child.exit_info
+    assert wait_gone(marker) == []

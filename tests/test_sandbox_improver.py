@@ -11,7 +11,9 @@ from stop_tui.sandbox import Limits, RpcFailure, Sandbox
 from stop_tui.sandbox.guest.helpers import extract_code
 from stop_tui.sandbox.layers import probe
 
-needs_stack = pytest.mark.skipif(not probe().full, reason="the full isolation stack is not available")
+needs_stack = pytest.mark.skipif(
+    not probe().full, reason="the full isolation stack is not available"
+)
 
 IMPROVER = textwrap.dedent(
     '''
@@ -85,7 +87,10 @@ async def test_improver_talks_to_the_parent_through_rpcs(sandbox: Sandbox) -> No
         "n_responses": 2,
         "temperature": 0.7,
     }
-    assert parent.calls[-1] == ("utility", {"solution": result.split("\n#")[0], "use_sandbox": False})
+    assert parent.calls[-1] == (
+        "utility",
+        {"solution": result.split("\n#")[0], "use_sandbox": False},
+    )
 
 
 @needs_stack

@@ -80,7 +80,9 @@ async def test_unsafe_runs_with_weaker_isolation(tmp_path: Any) -> None:
         source = "import os\ndef algorithm(path):\n    return [os.getpid(), open(path).read()]\n"
         secret = tmp_path / "secret.txt"
         secret.write_text("host file")
-        async with await sb.spawn("solution", {"source": source, "entry_point": "algorithm"}) as child:
+        async with await sb.spawn(
+            "solution", {"source": source, "entry_point": "algorithm"}
+        ) as child:
             assert await child.recv(30) == {"ready": True}
             reply = await child.request({"call": codec.encode([str(secret)])}, timeout=10)
     # Without bubblewrap, Landlock still hides host files; the job is pid 1 of its namespace.

@@ -15,7 +15,9 @@ from stop_tui.sandbox import Child, Limits, Sandbox, codec
 from stop_tui.sandbox.layers import probe
 
 SANDBOX_DIR = Path(codec.__file__).resolve().parent
-needs_stack = pytest.mark.skipif(not probe().full, reason="the full isolation stack is not available")
+needs_stack = pytest.mark.skipif(
+    not probe().full, reason="the full isolation stack is not available"
+)
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ async def test_print_cannot_forge_a_reply(sandbox: Sandbox) -> None:
 
 @needs_stack
 async def test_forged_reply_on_the_channel_is_a_protocol_violation(sandbox: Sandbox) -> None:
-    child, ready = await start(
+    child, _ready = await start(
         sandbox,
         """
         import os
@@ -148,7 +150,7 @@ async def test_garbage_on_the_channel_kills_the_child(sandbox: Sandbox) -> None:
 
 @needs_stack
 async def test_oversize_message_kills_the_child(sandbox: Sandbox) -> None:
-    child, ready = await start(
+    child, _ready = await start(
         sandbox,
         """
         def algorithm(n):
@@ -189,7 +191,7 @@ async def test_numpy_round_trip_through_a_child(sandbox: Sandbox) -> None:
 
 @needs_stack
 async def test_unserialisable_output_is_an_error_not_a_crash(sandbox: Sandbox) -> None:
-    child, ready = await start(
+    child, _ready = await start(
         sandbox,
         """
         import numpy as np
@@ -227,7 +229,7 @@ async def test_definition_errors_are_reported(sandbox: Sandbox, source: str, exp
 
 @needs_stack
 async def test_exceptions_in_calls_are_replies_and_the_child_goes_on(sandbox: Sandbox) -> None:
-    child, ready = await start(
+    child, _ready = await start(
         sandbox,
         """
         import sys

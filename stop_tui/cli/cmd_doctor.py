@@ -38,7 +38,11 @@ def sandbox_section(args: argparse.Namespace) -> Section:
 
     report = probe()
     rows = [
-        Row(layer.title, layer.active, layer.detail if layer.active else f"{layer.detail} ({layer.fix})")
+        Row(
+            layer.title,
+            layer.active,
+            layer.detail if layer.active else f"{layer.detail} ({layer.fix})",
+        )
         for layer in report.layers
     ]
     rows += [
@@ -96,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False)
     for section in sections:
-        table = Table(title=f"{section.title}: {'OK' if section.ok else 'WEAK'}", title_justify="left")
+        table = Table(
+            title=f"{section.title}: {'OK' if section.ok else 'WEAK'}", title_justify="left"
+        )
         table.add_column("check")
         table.add_column("", justify="center")
         table.add_column("detail")

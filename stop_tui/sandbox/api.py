@@ -35,7 +35,10 @@ Usage::
   process it started are dead when the call returns.
 
 ``ExitInfo.limit`` is one of ``"wall"``, ``"timeout"``, ``"cpu"``,
-``"memory"``, ``"output"``, ``"message"`` or ``None``.
+``"memory"``, ``"output"``, ``"message"``, ``"processes"`` or ``None``.
+With ``max_processes == 1`` seccomp refuses every fork (EPERM); above 1 the
+job's supervisor counts the job's processes every few milliseconds and kills
+the whole job past the limit (``RLIMIT_NPROC`` does not bind root).
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class ExitInfo:
 
     exit_code: int | None
     signal: int | None
-    limit: str | None  # wall, timeout, cpu, memory, output, message
+    limit: str | None  # wall, timeout, cpu, memory, output, message, processes
     error: str | None  # protocol violation or sandbox failure
     stdout: str
     stderr: str
@@ -144,7 +147,7 @@ class _Capture(asyncio.Protocol):
         self.truncated = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+    def data_received(self, data: bytes) -> None:
         child = self.child
         room = child.limits.max_output_bytes - child._output_kept
         if room > 0:
@@ -371,6 +374,8 @@ class Child:
         if limit is None and error is None:
             if status.get("killed") == "backstop":
                 limit = "wall"
+            elif status.get("killed") == "processes":
+                limit = "processes"
             elif sig == signal.SIGXCPU or (
                 sig == signal.SIGKILL and cpu is not None and cpu >= self.limits.cpu_time * 0.95
             ):
@@ -413,7 +418,7 @@ async def _reap(process: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> 
         await asyncio.sleep(0.01)
 
 
-def _last_line(data: bytes) -> str:
+def _last_line(data: bytes | bytearray) -> str:
     lines = data.decode("utf-8", "replace").strip().splitlines()
     return lines[-1] if lines else "no details"
 
@@ -520,16 +525,17 @@ class Sandbox:
             raise ValueError(f"unknown sandbox job {job!r}")
         limits = limits or Limits()
         job_id = f"job-{os.getpid()}-{next(self._ids)}-{secrets.token_hex(4)}"
-        spec = {
+        spec: dict[str, Any] = {
             "id": job_id,
             "limits": asdict(limits),
             "scratch_root": self._scratch_root(),
             "read_paths": list(layers.read_paths()),
             "layers": {
-                name: self.report.active(name) for name in ("landlock", "seccomp", "userns")
+                "landlock": self.report.active("landlock"),
+                "seccomp": self.report.active("seccomp"),
+                "pidns": self.report.active("userns"),
             },
         }
-        spec["layers"]["pidns"] = spec["layers"].pop("userns")
         chan_p, chan_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ctl_p, ctl_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()

@@ -349,9 +349,11 @@ def _probe(disabled: frozenset[str]) -> IsolationReport:
 
 _DETAILS = {
     "userns": lambda abi: "each job is pid 1 of its own pid namespace",
-    "landlock": lambda abi: f"ABI {abi}: files"
-    + (", TCP" if abi >= 4 else "")
-    + (", signals, abstract sockets" if abi >= 6 else ""),
+    "landlock": lambda abi: (
+        f"ABI {abi}: files"
+        + (", TCP" if abi >= 4 else "")
+        + (", signals, abstract sockets" if abi >= 6 else "")
+    ),
     "seccomp": lambda abi: f"BPF filter on {platform.machine()}",
 }
 _FAILED = {

@@ -37,7 +37,11 @@ _libc.syscall.restype = ctypes.c_long
 if hasattr(_libc, "prctl"):  # Linux only; elsewhere every layer reports unavailable
     _libc.prctl.restype = ctypes.c_int
     _libc.prctl.argtypes = [
-        ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong
+        ctypes.c_int,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
     ]
 
 PR_SET_PDEATHSIG = 1
@@ -55,6 +59,7 @@ CLONE_THREAD = 0x00010000
 MACHINE = platform.machine()
 
 # Syscall numbers per architecture (only what the filter and Landlock need).
+# fmt: off
 _SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {
         "clone": 56, "clone3": 435, "fork": 57, "vfork": 58, "socket": 41,
@@ -106,6 +111,7 @@ _DENIED = (
     "mknodat", "tkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal",
     "pidfd_open", "pidfd_getfd",
 )
+# fmt: on
 
 
 class ConfineError(OSError):
@@ -137,9 +143,7 @@ def unshare_pid_namespace() -> bool:
     The next forked child is pid 1 there: when it dies the kernel kills every
     process in the namespace, including ones that called ``setsid()``.
     """
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWPID) == 0:
-        return True
-    return False
+    return bool(_libc.unshare(CLONE_NEWUSER | CLONE_NEWPID) == 0)
 
 
 # --------------------------------------------------------------------- rlimits
@@ -238,7 +242,10 @@ def apply_landlock(read_paths: Iterable[str], write_paths: Iterable[str]) -> int
     abuf = ctypes.create_string_buffer(attr, len(attr))
     ruleset = _check(
         _libc.syscall(
-            SYSCALLS["landlock_create_ruleset"], abuf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0)
+            SYSCALLS["landlock_create_ruleset"],
+            abuf,
+            ctypes.c_size_t(len(attr)),
+            ctypes.c_uint32(0),
         ),
         "landlock_create_ruleset",
     )

@@ -21,7 +21,7 @@ def extract_code(text: str) -> str | None: ...
 def extract_code(text: list[str]) -> list[str | None]: ...
 
 
-def extract_code(text: str | list[str]) -> str | None | list[str | None]:
+def extract_code(text: str | list[str]) -> str | list[str | None] | None:
     """The largest fenced code block of ``text`` (or of each string of a list)."""
     if isinstance(text, list):
         return [extract_code(item) for item in text]

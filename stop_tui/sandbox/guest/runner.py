@@ -29,6 +29,7 @@ that fired (a job can only make itself look worse by forging that).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import socket
 import sys
@@ -77,10 +78,8 @@ def _describe(exc: BaseException) -> str:
 
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:
-            pass
 
 
 def _define(source: str, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:

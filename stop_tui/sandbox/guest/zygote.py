@@ -16,7 +16,8 @@ socket that only the supervisor keeps. The supervisor kills the job (SIGKILL to
 pid 1 of the job's pid namespace, which takes every process the job started,
 including ones that called ``setsid()``) when the control socket reaches EOF
 (the parent closed it, or the parent died) or when the backstop wall-clock
-limit passes. After the job is reaped it writes one JSON status line (exit
+limit passes, or (when the job may fork) when it has more processes than
+allowed. After the job is reaped it writes one JSON status line (exit
 code or signal, CPU seconds) on the control socket and removes the job's
 scratch directory.
 """
@@ -39,6 +40,7 @@ from stop_tui.sandbox.guest.runner import EXIT_CONFINE
 
 N_FDS = 4  # channel, stdout, stderr, control
 BACKSTOP_GRACE = 5.0  # seconds past the wall limit before the supervisor kills on its own
+PROCESS_POLL = 0.005  # seconds between process counts when a job may fork
 
 
 def _child_env(scratch: str) -> dict[str, str]:
@@ -117,7 +119,8 @@ def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> 
         os.close(alive_r)
         for fd in (chan, out, err):
             os.close(fd)
-        status = _watch(pid, ctl, start + float(spec["limits"]["wall_time"]) + BACKSTOP_GRACE)
+        deadline = start + float(spec["limits"]["wall_time"]) + BACKSTOP_GRACE
+        status = _watch(pid, ctl, deadline, int(spec["limits"]["max_processes"]))
     except BaseException as exc:
         status = {"error": f"supervisor: {exc!r}"}
     shutil.rmtree(scratch, ignore_errors=True)
@@ -127,18 +130,51 @@ def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> 
         os._exit(0)
 
 
-def _watch(pid: int, ctl: int, deadline: float) -> dict[str, Any]:
+def count_processes(root: int, limit: int) -> int:
+    """Processes in the tree under ``root`` (stops counting past ``limit``).
+
+    Orphans of the job reparent to its pid 1, so the tree holds them all.
+    """
+    seen = 0
+    todo = [root]
+    while todo and seen <= limit:
+        pid = todo.pop()
+        seen += 1
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    todo.extend(int(child) for child in f.read().split())
+            except (OSError, ValueError):
+                continue
+    return seen
+
+
+def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str, Any]:
     pidfd = os.pidfd_open(pid)
     killed = None
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     poller.register(ctl, select.POLLIN)
+    # RLIMIT_NPROC does not bind uid 0, so when forks are allowed the
+    # supervisor counts the job's processes itself, every PROCESS_POLL seconds.
+    counting = max_processes > 1
     while True:
         timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        if counting:
+            timeout_ms = min(timeout_ms, int(PROCESS_POLL * 1000))
         events = dict(poller.poll(timeout_ms))
         if pidfd in events:
             break
-        if not events and time.monotonic() >= deadline and killed is None:
+        if counting and killed is None and count_processes(pid, max_processes) > max_processes:
+            killed = "processes"
+            os.kill(pid, signal.SIGKILL)
+            counting = False
+            continue
+        if time.monotonic() >= deadline and killed is None:
             killed = "backstop"
             os.kill(pid, signal.SIGKILL)
             deadline = float("inf")
