@@ -136,6 +136,7 @@ async def test_busy_loop_times_out_and_is_killed(sandbox: Sandbox) -> None:
     assert wait_gone(marker) == []
 
 
+@pytest.mark.slow
 async def test_busy_loop_hits_the_cpu_limit(warm: Sandbox) -> None:
     child = await start(
         warm,
@@ -162,7 +163,7 @@ async def test_endless_sleep_hits_the_wall_limit(sandbox: Sandbox) -> None:
         def attack():
             time.sleep(10 ** 6)
         """,
-        Limits(wall_time=1.5),
+        Limits(wall_time=1.0),
     )
     async with child:
         reply = await child.request({"call": []}, timeout=30)
@@ -460,3 +461,40 @@ async def test_fork_bomb_with_forks_allowed_hits_the_process_limit(sandbox: Sand
         assert reply.message is None and not reply.timed_out
     assert child.exit_info is not None and child.exit_info.limit == "processes", child.exit_info
     assert wait_gone(marker) == []
+
+
+async def test_hidden_evaluators_secrets_and_parent_code_are_out_of_reach(
+    warm: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-never-in-a-child")
+    root = package_root()
+    targets = [
+        str(root / "stop_tui" / "errors.py"),
+        str(root / "stop_tui" / "tasks" / "__init__.py"),
+        str(root / "tasks"),
+        str(root / "stop_tui" / "_data"),
+    ]
+    child = await start(
+        warm,
+        """
+        import os
+        def attack(paths):
+            out = {"env": sorted(os.environ)}
+            for path in paths:
+                try:
+                    if os.path.isdir(path):
+                        out[path] = os.listdir(path)
+                    else:
+                        out[path] = open(path).read()[:20]
+                except OSError as exc:
+                    out[path] = "refused: " + type(exc).__name__
+            return out
+        """,
+    )
+    async with child:
+        reply = await call(child, targets)
+    assert reply is not None, child.exit_info
+    out = reply["ok"]
+    assert "OPENAI_API_KEY" not in out.pop("env")
+    for path, value in out.items():
+        assert isinstance(value, str) and value.startswith("refused"), (path, value)

@@ -247,3 +247,24 @@ async def test_exceptions_in_calls_are_replies_and_the_child_goes_on(sandbox: Sa
         good = await child.request({"call": [4]}, timeout=10)
         assert good.message is not None and good.message["ok"] == 0.25
         assert good.elapsed > 0
+
+
+@needs_stack
+async def test_call_loads_arguments_first_and_uses_them_once(sandbox: Sandbox) -> None:
+    child, ready = await start(
+        sandbox,
+        """
+        def algorithm(matrix, k):
+            matrix[0, 0] = -1
+            return float(matrix.sum()) * k
+        """,
+    )
+    matrix = np.ones((50, 40))
+    async with child:
+        assert ready == {"ready": True}
+        first = await child.call([matrix, 2], timeout=10)
+        second = await child.call([matrix, 3], timeout=10)
+        assert first.message is not None and first.message["ok"] == (2000 - 2) * 2
+        assert second.message is not None and second.message["ok"] == (2000 - 2) * 3
+        again = await child.request({"call": None}, timeout=10)
+        assert again.message is not None and "no arguments were loaded" in again.message["error"]

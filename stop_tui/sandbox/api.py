@@ -6,8 +6,8 @@ Usage::
         async with await sandbox.spawn("solution", {"source": src, "entry_point": "algorithm"},
                                        Limits(wall_time=30)) as child:
             ready = await child.recv(timeout=10)           # {"ready": True} or {"error": ...}
-            reply = await child.request({"call": codec.encode([x, y])}, timeout=2.0)
-            reply.message, reply.elapsed, reply.timed_out
+            reply = await child.call([x, y], timeout=2.0)  # args loaded first, call timed
+            reply.message, reply.elapsed, reply.timed_out  # {"ok": encoded} or {"error": ...}
         info = child.exit_info                             # how it ended, capped stdout/stderr
 
     # improver job: answer its rpcs until it returns
@@ -302,6 +302,20 @@ class Child:
             self._trip(None, "protocol violation: a reply to a request that was not made")
             return Reply(None, elapsed)
         return Reply(reply, elapsed)
+
+    async def call(self, args: list[Any], timeout: float, load_timeout: float = 30.0) -> Reply:
+        """Call a ``solution`` job's entry point with ``args`` (plain values, arrays).
+
+        The arguments are sent and decoded first (``load``, bounded by
+        ``load_timeout``); only the call itself is timed against ``timeout``,
+        so big numpy arguments do not eat into the solution's time. The
+        reply's message is ``{"ok": encoded output}`` or ``{"error": ...}``
+        (decode ``ok`` with :func:`codec.decode`).
+        """
+        loaded = await self.request({"load": codec.encode(list(args))}, load_timeout)
+        if loaded.message is None or not loaded.message.get("loaded"):
+            return loaded
+        return await self.request({"call": None}, timeout)
 
     async def serve(self, handler: Handler, timeout: float) -> Reply:
         """Answer the guest's rpcs with ``handler`` until it sends its final message.

@@ -169,7 +169,10 @@ def read_paths() -> tuple[str, ...]:
     paths += [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
     paths += [os.path.dirname(os.path.dirname(interpreter()))]
     paths += _numpy_dirs()
-    paths += [str(package_root() / "stop_tui")]
+    # Only what the guest imports: never the rest of stop_tui, and never the
+    # shipped data (a wheel keeps hidden evaluators under stop_tui/_data/).
+    package = package_root() / "stop_tui"
+    paths += [str(package / "__init__.py"), str(package / "sandbox")]
     paths += ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"]
     return tuple(dict.fromkeys(p for p in paths if os.path.lexists(p)))
 
