@@ -50,6 +50,8 @@ class FakeParent:
             return [f"```\ndef algorithm():\n    return '{m}'\n```" for m in params["messages"]]
         if method == "utility":
             return float(len(params["solution"])) + (0.5 if params["use_sandbox"] else 0.0)
+        if method == "crash":
+            raise KeyError("/secret/path/evaluator.py hidden seed 1234")
         raise RpcFailure("UnknownMethod", method)
 
 
@@ -170,3 +172,19 @@ def test_extract_code_bare_fences_nesting_and_lists() -> None:
     assert extract_code("no code here") is None
     assert extract_code("```python\nnever closed") is None
     assert extract_code(["```py\na\n```", "none"]) == ["a", None]
+
+
+@needs_stack
+async def test_handler_crashes_do_not_leak_details(sandbox: Sandbox) -> None:
+    source = textwrap.dedent(
+        """
+        def improve_algorithm(s, utility, lm):
+            try:
+                utility._rpc.call("crash", {})
+            except RpcError as exc:
+                return f"{type(exc).__name__}: {exc}"
+        """
+    )
+    async with await sandbox.spawn("improver", payload(source)) as child:
+        reply = await child.serve(FakeParent(), timeout=30)
+    assert reply.message == {"result": "RpcError: the parent could not answer 'crash'"}

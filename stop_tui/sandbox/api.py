@@ -322,6 +322,10 @@ class Child:
 
         Returns the final ``{"result": ...}`` or ``{"error": ...}`` message;
         ``elapsed`` covers the whole exchange, including the handler's time.
+        The handler gets decoded params and returns a codec-encodable value;
+        an exception with an ``rpc_type`` attribute (e.g. :class:`RpcFailure`)
+        reaches the guest as an exception of that name with its message, any
+        other exception as a bare ``RpcError`` without details.
         """
         start = time.perf_counter()
         deadline = time.monotonic() + timeout
@@ -342,9 +346,11 @@ class Child:
                 answer["result"] = codec.encode(result)
             except Exception as exc:
                 kind = getattr(exc, "rpc_type", None)
-                if kind is None:
-                    kind = "RpcError"
-                answer["rpc_error"] = {"type": str(kind), "message": str(exc)}
+                if kind is None:  # never pass on parent internals (paths, hidden data)
+                    text = f"the parent could not answer {message.get('rpc')!r}"
+                    answer["rpc_error"] = {"type": "RpcError", "message": text}
+                else:
+                    answer["rpc_error"] = {"type": str(kind), "message": str(exc)}
             await self.send(answer)
 
     # ------------------------------------------------------------------- end
