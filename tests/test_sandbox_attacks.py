@@ -498,3 +498,32 @@ async def test_hidden_evaluators_secrets_and_parent_code_are_out_of_reach(
     assert "OPENAI_API_KEY" not in out.pop("env")
     for path, value in out.items():
         assert isinstance(value, str) and value.startswith("refused"), (path, value)
+
+
+@pytest.mark.parametrize("disable", [("userns",), ("userns", "bwrap")])
+async def test_without_pid_namespaces_orphans_still_die(disable: tuple[str, ...]) -> None:
+    marker = new_marker()
+    async with Sandbox(unsafe=True, disable=disable) as sb:
+        child = await start(
+            sb,
+            """
+            import os, time
+            def attack(marker):
+                pid = os.fork()
+                if pid == 0:
+                    os.setsid()
+                    if os.fork() == 0:
+                        _mark(marker)
+                        time.sleep(600)
+                    os._exit(0)
+                os.waitpid(pid, 0)
+                time.sleep(0.2)
+                return "orphan started"
+            """,
+            Limits(max_processes=4),
+        )
+        async with child:
+            reply = await call(child, marker)
+            assert reply is not None and reply["ok"] == "orphan started", reply
+            assert len(marked(marker)) == 1
+        assert wait_gone(marker) == []

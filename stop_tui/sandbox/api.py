@@ -291,8 +291,12 @@ class Child:
         """
         request_id = secrets.token_hex(8)
         start = time.perf_counter()
-        await self.send({**message, "id": request_id})
-        reply, timed_out = await self._recv(timeout)
+        try:  # a child that stops reading cannot stall us past the timeout
+            await asyncio.wait_for(self.send({**message, "id": request_id}), timeout)
+        except TimeoutError:
+            self._trip("timeout")
+            return Reply(None, time.perf_counter() - start, True)
+        reply, timed_out = await self._recv(timeout - (time.perf_counter() - start))
         elapsed = time.perf_counter() - start
         if reply is None:
             if timed_out:
@@ -351,7 +355,11 @@ class Child:
                     answer["rpc_error"] = {"type": "RpcError", "message": text}
                 else:
                     answer["rpc_error"] = {"type": str(kind), "message": str(exc)}
-            await self.send(answer)
+            try:
+                await asyncio.wait_for(self.send(answer), max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                self._trip("timeout")
+                return Reply(None, time.perf_counter() - start, True)
 
     # ------------------------------------------------------------------- end
 

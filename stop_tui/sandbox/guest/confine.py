@@ -45,6 +45,7 @@ if hasattr(_libc, "prctl"):  # Linux only; elsewhere every layer reports unavail
     ]
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_DROP = 24
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
@@ -135,6 +136,11 @@ def _prctl(option: int, a: int = 0, b: int = 0, c: int = 0, d: int = 0) -> int:
 def set_pdeathsig() -> None:
     """Die with SIGKILL when the parent (thread) that forked us goes away."""
     _check(_prctl(PR_SET_PDEATHSIG, signal.SIGKILL), "prctl(PR_SET_PDEATHSIG)")
+
+
+def become_subreaper() -> None:
+    """Orphans of our descendants reparent to us instead of escaping to init."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def unshare_pid_namespace() -> bool:

@@ -25,6 +25,7 @@ scratch directory.
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import os
 import select
@@ -103,6 +104,7 @@ def _job(spec: dict[str, Any], scratch: str, fds: tuple[int, int, int], alive_r:
 def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> NoReturn:
     """Run one job under supervision and report its end on ``ctl``. Never returns."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    confine.become_subreaper()  # without a pid namespace, orphans still come back to us
     scratch = os.path.join(spec["scratch_root"], spec["id"])
     status: dict[str, Any] = {}
     try:
@@ -133,24 +135,65 @@ def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> 
 def count_processes(root: int, limit: int) -> int:
     """Processes in the tree under ``root`` (stops counting past ``limit``).
 
-    Orphans of the job reparent to its pid 1, so the tree holds them all.
+    Orphans of the job reparent to its pid 1 (or, without a pid namespace, to
+    the supervisor, which then counts them too), so the tree holds them all.
     """
     seen = 0
-    todo = [root]
+    todo = [root, *_orphans(root)]
     while todo and seen <= limit:
         pid = todo.pop()
         seen += 1
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    todo.extend(int(child) for child in f.read().split())
-            except (OSError, ValueError):
-                continue
+        todo.extend(_children(pid))
     return seen
+
+
+def _orphans(job: int) -> list[int]:
+    return [pid for pid in _children(os.getpid()) if pid != job]
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found.extend(int(child) for child in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _kill_descendants() -> None:
+    """SIGKILL and reap whatever is left below the supervisor.
+
+    With a pid namespace nothing is left (the job was its pid 1). Without one,
+    processes the job started (also ``setsid()`` orphans, which reparent to the
+    supervisor, a subreaper) are killed here, repeatedly until none remain.
+    """
+    me = os.getpid()
+    for _ in range(1000):
+        todo, tree = _children(me), []
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(_children(pid))
+        if not tree:
+            return
+        for pid in tree:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        while True:
+            try:
+                reaped, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if reaped == 0:
+                time.sleep(0.001)
+                if not _children(me):
+                    break
 
 
 def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str, Any]:
@@ -189,6 +232,7 @@ def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str,
             if not data:
                 poller.unregister(ctl)
     _, raw, usage = os.wait4(pid, 0)
+    _kill_descendants()
     status: dict[str, Any] = {"cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss}
     if os.WIFSIGNALED(raw):
         status["signal"] = os.WTERMSIG(raw)
