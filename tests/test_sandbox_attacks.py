@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -527,3 +528,34 @@ async def test_without_pid_namespaces_orphans_still_die(disable: tuple[str, ...]
             assert reply is not None and reply["ok"] == "orphan started", reply
             assert len(marked(marker)) == 1
         assert wait_gone(marker) == []
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="raw clone number is x86_64")
+@pytest.mark.parametrize("max_processes", [1, 4])
+async def test_no_new_namespaces_even_when_forks_are_allowed(
+    warm: Sandbox, max_processes: int
+) -> None:
+    child = await start(
+        warm,
+        """
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        CLONE_NEWUSER, SIGCHLD = 0x10000000, 17
+        def attack():
+            out = []
+            if libc.unshare(CLONE_NEWUSER) == 0:
+                out.append("unshare worked")
+            else:
+                out.append(os.strerror(ctypes.get_errno()))
+            pid = libc.syscall(56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)  # raw clone (x86_64)
+            if pid == 0:
+                os._exit(0)
+            out.append("clone worked" if pid > 0 else os.strerror(ctypes.get_errno()))
+            return out
+        """,
+        Limits(max_processes=max_processes),
+    )
+    async with child:
+        reply = await call(child)
+    assert reply is not None, child.exit_info
+    assert reply["ok"] == ["Operation not permitted"] * 2, reply

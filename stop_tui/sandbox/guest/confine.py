@@ -11,7 +11,8 @@ Order, as done by :func:`confine_self`:
    ctypes): read+execute beneath the given read-only paths, full access beneath
    the scratch directory, nothing else; ABI >= 4 also denies every TCP bind and
    connect, ABI >= 6 scopes signals and abstract unix sockets to the job.
-5. seccomp BPF (``prctl(PR_SET_SECCOMP)``): ``clone`` without ``CLONE_THREAD``,
+5. seccomp BPF (``prctl(PR_SET_SECCOMP)``): ``clone`` into new namespaces,
+   ``clone`` without ``CLONE_THREAD``,
    ``fork``/``vfork`` fail with EPERM when processes are not allowed;
    ``clone3`` fails with ENOSYS so glibc falls back to ``clone``; sockets other
    than AF_UNIX, ``kill``/``tgkill`` of other processes, ``ptrace``, mounts,
@@ -56,6 +57,8 @@ SECCOMP_MODE_FILTER = 2
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_THREAD = 0x00010000
+# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+CLONE_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x30000000 | 0x40000000
 
 MACHINE = platform.machine()
 
@@ -358,13 +361,15 @@ def build_seccomp_filter(*, allow_fork: bool, own_pid: int) -> bytes:
             f.jump(_BPF_JEQ_K, own_pid & 0xFFFFFFFF, 1, 0)
             f.stmt(_BPF_RET_K, eperm)
             f.stmt(_BPF_RET_K, _RET_ALLOW)
-    # clone: threads only, unless processes are allowed.
+    # clone: never into new namespaces; threads only, unless processes are allowed.
+    f.jump(_BPF_JEQ_K, sc["clone"], 0, 4 if allow_fork else 6)
+    f.stmt(_BPF_LD_W_ABS, _arg_low(0))
+    f.jump(_BPF_JSET_K, CLONE_NAMESPACES, 0, 1)
+    f.stmt(_BPF_RET_K, eperm)
     if not allow_fork:
-        f.jump(_BPF_JEQ_K, sc["clone"], 0, 3)
-        f.stmt(_BPF_LD_W_ABS, _arg_low(0))
         f.jump(_BPF_JSET_K, CLONE_THREAD, 1, 0)
         f.stmt(_BPF_RET_K, eperm)
-        f.stmt(_BPF_RET_K, _RET_ALLOW)
+    f.stmt(_BPF_RET_K, _RET_ALLOW)
     f.stmt(_BPF_RET_K, _RET_ALLOW)
     return b"".join(struct.pack("HBBI", *ins) for ins in f.code)
 
