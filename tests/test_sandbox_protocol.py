@@ -52,6 +52,39 @@ def test_codec_round_trips_arrays_and_scalars() -> None:
     assert type(decoded[4]["nested"][0]) is int
 
 
+def test_codec_carries_big_arrays_as_base64() -> None:
+    rng = np.random.default_rng(1)
+    values = [
+        rng.random((300, 300)),
+        rng.integers(-5, 5, size=(40, 50), dtype=np.int16),
+        rng.random(5000) > 0.5,
+        np.asfortranarray(rng.random((64, 33)).astype(">f4")),
+    ]
+    wire = json.loads(json.dumps(codec.encode(values)))
+    assert all(item["encoding"] == "base64" for item in wire)
+    for original, back in zip(values, codec.decode(wire), strict=True):
+        assert back.dtype == original.dtype and back.shape == original.shape
+        assert np.array_equal(back, original)
+        assert back.flags.writeable
+
+
+def test_codec_base64_is_checked() -> None:
+    good = codec.encode(np.arange(2000, dtype=np.int64))
+    with pytest.raises(codec.CodecError, match="does not match"):
+        codec.decode({**good, "shape": [2001]})
+    with pytest.raises(codec.CodecError):
+        codec.decode({**good, "__ndarray__": "!!not base64!!"})
+    with pytest.raises(codec.CodecError):
+        codec.decode({**good, "encoding": "pickle"})
+    with pytest.raises(codec.CodecError):
+        codec.decode({**good, "dtype": "|O"})
+    # A bool array with bytes other than 0/1 decodes to proper bools.
+    odd = {"__ndarray__": "AgMA", "dtype": "|b1", "shape": [3], "encoding": "base64"}
+    decoded = codec.decode(odd)
+    assert decoded.tolist() == [True, True, False]
+    assert np.array_equal(~decoded, [False, False, True])
+
+
 @pytest.mark.parametrize(
     "value",
     [np.array([object()]), {1: "int key"}, {1, 2}, object(), np.array(["text"])],

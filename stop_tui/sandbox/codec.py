@@ -2,6 +2,9 @@
 
 JSON values pass as they are. A ``numpy.ndarray`` of a numeric or bool dtype
 travels as ``{"__ndarray__": <nested lists>, "dtype": "<str>", "shape": [...]}``;
+arrays of more than ``BASE64_MIN_SIZE`` elements travel as
+``{"__ndarray__": "<base64 of the raw bytes>", "dtype", "shape", "encoding":
+"base64"}`` instead (formatting floats as JSON text costs about 1 µs each);
 numpy scalars become Python scalars; tuples become lists. Anything else (object
 arrays, sets, functions, custom classes, non-string dict keys) is refused with
 :class:`CodecError`. Never pickle: decoding builds only JSON values and numeric
@@ -14,6 +17,7 @@ parsing it.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from typing import Any
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 
 NDARRAY_KEY = "__ndarray__"
+BASE64_MIN_SIZE = 1024
 _ALLOWED_KINDS = frozenset("biuf")  # bool, signed int, unsigned int, float
 _MAX_DEPTH = 64
 
@@ -42,7 +47,17 @@ def encode(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in _ALLOWED_KINDS:
             raise CodecError(f"numpy arrays of dtype {value.dtype} cannot be sent")
-        return {NDARRAY_KEY: value.tolist(), "dtype": value.dtype.str, "shape": list(value.shape)}
+        shape = list(value.shape)
+        if value.size > BASE64_MIN_SIZE:
+            raw = np.ascontiguousarray(value).tobytes()
+            text = base64.b64encode(raw).decode("ascii")
+            return {
+                NDARRAY_KEY: text,
+                "dtype": value.dtype.str,
+                "shape": shape,
+                "encoding": "base64",
+            }
+        return {NDARRAY_KEY: value.tolist(), "dtype": value.dtype.str, "shape": shape}
     if isinstance(value, np.generic):
         if value.dtype.kind not in _ALLOWED_KINDS:
             raise CodecError(f"numpy scalars of dtype {value.dtype} cannot be sent")
@@ -75,7 +90,13 @@ def decode(value: Any, _depth: int = 0) -> Any:
 
 
 def _decode_array(value: dict[str, Any]) -> np.ndarray:
-    if set(value) != {NDARRAY_KEY, "dtype", "shape"}:
+    keys = set(value)
+    if keys != {NDARRAY_KEY, "dtype", "shape"} and keys != {
+        NDARRAY_KEY,
+        "dtype",
+        "shape",
+        "encoding",
+    }:
         raise CodecError("malformed array: unexpected keys")
     dtype_str, shape = value["dtype"], value["shape"]
     if not isinstance(dtype_str, str) or not isinstance(shape, list):
@@ -88,6 +109,8 @@ def _decode_array(value: dict[str, Any]) -> np.ndarray:
         raise CodecError(f"arrays of dtype {dtype} are refused")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
         raise CodecError("malformed array: bad shape")
+    if "encoding" in value:
+        return _decode_base64(value, dtype, shape)
     try:
         array = np.array(value[NDARRAY_KEY], dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -119,3 +142,18 @@ def loads_message(line: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise CodecError("a message must be a JSON object")
     return value
+
+
+def _decode_base64(value: dict[str, Any], dtype: np.dtype[Any], shape: list[int]) -> np.ndarray:
+    data = value[NDARRAY_KEY]
+    if value["encoding"] != "base64" or not isinstance(data, str):
+        raise CodecError("malformed array: unknown encoding")
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise CodecError(f"malformed array: {exc}") from exc
+    if len(raw) != math.prod(shape) * dtype.itemsize:
+        raise CodecError("malformed array: data does not match dtype and shape")
+    if dtype.kind == "b":  # only 0 and 1 are valid bools: normalise any other byte
+        return (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
