@@ -559,3 +559,60 @@ async def test_no_new_namespaces_even_when_forks_are_allowed(
         reply = await call(child)
     assert reply is not None, child.exit_info
     assert reply["ok"] == ["Operation not permitted"] * 2, reply
+
+
+async def test_file_size_and_open_file_limits(warm: Sandbox) -> None:
+    child = await start(
+        warm,
+        """
+        import os
+        def attack():
+            out = {}
+            try:
+                with open("big.bin", "wb") as f:
+                    for _ in range(40):
+                        f.write(b"x" * (1 << 20))
+                out["big"] = "written"
+            except OSError as exc:
+                out["big"] = os.strerror(exc.errno)
+            out["size"] = os.path.getsize("big.bin")
+            handles = []
+            try:
+                for i in range(1000):
+                    handles.append(open(f"f{i}", "w"))
+                out["files"] = "all open"
+            except OSError as exc:
+                out["files"] = os.strerror(exc.errno)
+            out["opened"] = len(handles)
+            return out
+        """,
+        Limits(max_file_bytes=4_000_000, max_open_files=32),
+    )
+    async with child:
+        reply = await call(child)
+    assert reply is not None, child.exit_info
+    out = reply["ok"]
+    assert out["big"] == "File too large" and out["size"] <= 4_000_000
+    assert out["files"] == "Too many open files" and out["opened"] < 32
+
+
+async def test_threads_still_work_without_fork(warm: Sandbox) -> None:
+    child = await start(
+        warm,
+        """
+        import threading
+        import numpy as np
+        def attack():
+            results = []
+            workers = [threading.Thread(target=lambda: results.append(int(np.arange(10).sum())))
+                       for _ in range(3)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            return results
+        """,
+    )
+    async with child:
+        reply = await call(child)
+    assert reply is not None and reply["ok"] == [45, 45, 45], reply
