@@ -12,7 +12,7 @@ Prints the median and 90th percentile (milliseconds) of
 - ``round trip``: one ``Child.request`` of a trivial call in a warm child;
 - ``array round trip``: one request carrying a 300x300 float array both ways;
 - ``call(300x300 in)``: the time :meth:`Child.call` counts for a call whose
-  argument is that array (loading and decoding it are not counted).
+  argument is that array and whose result is one number.
 """
 
 from __future__ import annotations

@@ -12,10 +12,7 @@ Jobs
     ``{"ready": true}`` (or ``{"error": "..."}`` and exits when the source does
     not define a callable entry point). Then it answers every
     ``{"id": ..., "call": [encoded args]}`` with ``{"id": ..., "ok": encoded
-    output}`` or ``{"id": ..., "error": "Type: message"}``. Large arguments
-    can be sent ahead with ``{"id", "load": [encoded args]}`` (answered by
-    ``{"id", "loaded": true}``) and then used once by ``{"id", "call": null}``,
-    so that decoding them is not counted as the solution's time.
+    output}`` or ``{"id": ..., "error": "Type: message"}``.
 ``improver`` (payload ``{"source", "initial_solution", "utility": {"str",
 "budget"}, "language_model": {"budget", "max_responses_per_call"}}``)
     runs ``improve_algorithm(initial_solution, utility, language_model)``
@@ -112,27 +109,13 @@ def _run_solution(chan: Channel, payload: dict[str, Any]) -> None:
         return
     _flush()
     chan.send({"ready": True})
-    loaded: list[Any] | None = None
     while True:
         message = chan.recv()
         if message is None:
             return
         reply_id = message.get("id")
-        if "load" in message:
-            try:
-                loaded = list(codec.decode(message["load"]))
-            except Exception as exc:
-                chan.send({"id": reply_id, "error": f"bad arguments: {_describe(exc)}"})
-                continue
-            chan.send({"id": reply_id, "loaded": True})
-            continue
         try:
-            if message.get("call") is None:
-                if loaded is None:
-                    raise RuntimeError("no arguments were loaded for this call")
-                args, loaded = loaded, None
-            else:
-                args = codec.decode(message["call"])
+            args = codec.decode(message["call"])
             output = entry(*args)
         except MemoryError as exc:
             _flush()
