@@ -57,7 +57,7 @@ def sandbox_processes(root: str) -> list[int]:
             continue
         if (
             state != "Z"
-            and root.encode() in cmdline
+            and any(arg.split(b":")[0] == root.encode() for arg in cmdline)
             and b"stop_tui.sandbox.guest.zygote" in b" ".join(cmdline)
         ):
             found.append(int(entry.name))

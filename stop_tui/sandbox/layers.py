@@ -158,7 +158,18 @@ def _numpy_dirs() -> list[str]:
 
 
 def interpreter() -> str:
-    return os.path.realpath(sys.executable)
+    """The interpreter to run in the child: ``sys.executable`` itself, not its
+    target, so that a virtual environment (``pyvenv.cfg``) is still in effect."""
+    return os.path.abspath(sys.executable)
+
+
+def import_roots() -> list[str]:
+    """Directories the guest must have on ``sys.path``: stop_tui's and numpy's
+    (numpy may live in a user site that ``python -I`` leaves out)."""
+    import numpy
+
+    roots = [str(package_root()), str(Path(numpy.__file__).resolve().parent.parent)]
+    return list(dict.fromkeys(roots))
 
 
 @functools.cache
@@ -167,7 +178,8 @@ def read_paths() -> tuple[str, ...]:
     paths: list[str] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
     paths += ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime"]
     paths += [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
-    paths += [os.path.dirname(os.path.dirname(interpreter()))]
+    for exe in (interpreter(), os.path.realpath(interpreter())):
+        paths += [os.path.dirname(os.path.dirname(exe))]
     paths += _numpy_dirs()
     # Only what the guest imports: never the rest of stop_tui, and never the
     # shipped data (a wheel keeps hidden evaluators under stop_tui/_data/).
@@ -199,10 +211,10 @@ def bwrap_argv(scratch_size: int = TMPFS_BYTES) -> list[str]:
 def boot_argv(*args: str) -> list[str]:
     """The interpreter command line that runs the guest's zygote module."""
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "import os, sys; sys.path[:0] = sys.argv[1].split(os.pathsep); "
         "from stop_tui.sandbox.guest.zygote import main; main(sys.argv[2:])"
     )
-    return [interpreter(), "-I", "-B", "-c", code, str(package_root()), *args]
+    return [interpreter(), "-I", "-B", "-c", code, os.pathsep.join(import_roots()), *args]
 
 
 def child_env() -> dict[str, str]:
