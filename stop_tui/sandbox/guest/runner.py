@@ -214,7 +214,7 @@ class LanguageModel:
     def batch_prompt(
         self, expertise: str | list[str], messages: list[str], temperature: float = 0.7
     ) -> list[str]:
-        params = {"expertise": expertise, "messages": messages, "temperature": temperature}
+        params = {"expertise": expertise, "messages": list(messages), "temperature": temperature}
         return _strings(self._rpc.call("lm.batch_prompt", params))
 
 
