@@ -98,5 +98,7 @@ async def test_closing_the_sandbox_kills_running_children() -> None:
     child = await start(sb)
     await child.send({"id": "x", "call": ["sleep", 600]})
     await sb.close()
-    assert child.exit_info is not None and child.exit_info.signal == signal.SIGKILL
+    info = child.exit_info
+    assert info is not None and info.signal == signal.SIGKILL and info.stopped
+    assert info.summary == "stopped by the parent" and info.limit is None
     assert sandbox_processes(str(package_root())) == []

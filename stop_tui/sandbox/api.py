@@ -112,6 +112,7 @@ class ExitInfo:
     stderr_truncated: bool
     cpu_time: float | None
     wall_time: float
+    stopped: bool = False  # still running when the parent ended it (the normal end)
 
     @property
     def summary(self) -> str:
@@ -119,6 +120,8 @@ class ExitInfo:
             return f"killed: {self.limit} limit"
         if self.error:
             return f"error: {self.error}"
+        if self.stopped:
+            return "stopped by the parent"
         if self.signal is not None:
             return f"killed by signal {signal.Signals(self.signal).name}"
         return f"exit code {self.exit_code}"
@@ -423,6 +426,7 @@ class Child:
             stderr_truncated=self._err.truncated,
             cpu_time=cpu,
             wall_time=time.monotonic() - self._started,
+            stopped=status.get("killed") == "parent",
         )
 
     async def __aenter__(self) -> Child:
@@ -536,8 +540,7 @@ class Sandbox:
 
     async def close(self) -> None:
         """Kill every child, stop the zygote, remove host scratch space."""
-        for child in list(self._children):
-            await child.kill()
+        await asyncio.gather(*(child.kill() for child in list(self._children)))
         await self._stop_zygote()
         if self._host_scratch is not None:
             shutil.rmtree(self._host_scratch, ignore_errors=True)
