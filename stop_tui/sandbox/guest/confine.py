@@ -136,14 +136,19 @@ def _prctl(option: int, a: int = 0, b: int = 0, c: int = 0, d: int = 0) -> int:
 # --------------------------------------------------------------------- process
 
 
+LINUX = hasattr(_libc, "prctl") and platform.system() == "Linux"
+
+
 def set_pdeathsig() -> None:
-    """Die with SIGKILL when the parent (thread) that forked us goes away."""
-    _check(_prctl(PR_SET_PDEATHSIG, signal.SIGKILL), "prctl(PR_SET_PDEATHSIG)")
+    """Die with SIGKILL when the parent (thread) that forked us goes away (Linux only)."""
+    if LINUX:
+        _check(_prctl(PR_SET_PDEATHSIG, signal.SIGKILL), "prctl(PR_SET_PDEATHSIG)")
 
 
 def become_subreaper() -> None:
     """Orphans of our descendants reparent to us instead of escaping to init."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if LINUX:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def unshare_pid_namespace() -> bool:
@@ -152,7 +157,7 @@ def unshare_pid_namespace() -> bool:
     The next forked child is pid 1 there: when it dies the kernel kills every
     process in the namespace, including ones that called ``setsid()``.
     """
-    return bool(_libc.unshare(CLONE_NEWUSER | CLONE_NEWPID) == 0)
+    return LINUX and bool(_libc.unshare(CLONE_NEWUSER | CLONE_NEWPID) == 0)
 
 
 # --------------------------------------------------------------------- rlimits
@@ -181,6 +186,8 @@ def apply_rlimits(
 
 def drop_capabilities() -> None:
     """Empty the bounding, ambient, effective, permitted and inheritable sets."""
+    if not LINUX:
+        return
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     for cap in range(64):
         if _prctl(PR_CAPBSET_DROP, cap) < 0 and ctypes.get_errno() == errno.EINVAL:
@@ -193,6 +200,8 @@ def drop_capabilities() -> None:
 
 
 def no_new_privs() -> None:
+    if not LINUX:
+        return
     _check(_prctl(PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 

@@ -42,6 +42,7 @@ from stop_tui.sandbox.guest.runner import EXIT_CONFINE
 N_FDS = 4  # channel, stdout, stderr, control
 BACKSTOP_GRACE = 5.0  # seconds past the wall limit before the supervisor kills on its own
 PROCESS_POLL = 0.005  # seconds between process counts when a job may fork
+POLL_FALLBACK = 0.01  # seconds between checks for the job's end without pidfds
 
 
 def _child_env(scratch: str) -> dict[str, str]:
@@ -197,10 +198,13 @@ def _kill_descendants() -> None:
 
 
 def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str, Any]:
-    pidfd = os.pidfd_open(pid)
+    # Linux: a pidfd becomes readable when the job ends. Elsewhere (unsafe
+    # mode only) the loop wakes up every POLL_FALLBACK seconds to look.
+    pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
     killed = None
     poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
     poller.register(ctl, select.POLLIN)
     # RLIMIT_NPROC does not bind uid 0, so when forks are allowed the
     # supervisor counts the job's processes itself, every PROCESS_POLL seconds.
@@ -209,8 +213,12 @@ def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str,
         timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
         if counting:
             timeout_ms = min(timeout_ms, int(PROCESS_POLL * 1000))
+        if pidfd is None:
+            timeout_ms = min(timeout_ms, int(POLL_FALLBACK * 1000))
         events = dict(poller.poll(timeout_ms))
-        if pidfd in events:
+        if pidfd is not None and pidfd in events:
+            break
+        if pidfd is None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
             break
         if counting and killed is None and count_processes(pid, max_processes) > max_processes:
             killed = "processes"
