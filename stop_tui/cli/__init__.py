@@ -16,7 +16,19 @@ from collections.abc import Sequence
 from stop_tui import __version__
 from stop_tui.errors import UserError
 
-COMMANDS: list[str] = ["tasks", "runs", "show", "export", "import"]
+COMMANDS: list[str] = [
+    "run",
+    "resume",
+    "runs",
+    "show",
+    "replay",
+    "export",
+    "import",
+    "eval",
+    "tasks",
+    "transfer",
+    "doctor",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,115 @@
+"""``stop-tui doctor``: what protects this machine, and what does not.
+
+Prints one table per check section and exits 0 when every section is fine
+(for the sandbox: the full isolation stack works), 1 otherwise. ``--json``
+prints the same facts for scripts.
+
+Adding a check: append a function returning a :class:`Section` to
+:data:`SECTIONS` (it receives the parsed arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    ok: bool
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)  # printed under the table
+    data: dict[str, Any] = field(default_factory=dict)  # extra facts for --json
+
+
+def sandbox_section(args: argparse.Namespace) -> Section:
+    from stop_tui.sandbox.layers import probe
+
+    report = probe()
+    rows = [
+        Row(
+            layer.title,
+            layer.active,
+            layer.detail if layer.active else f"{layer.detail} ({layer.fix})",
+        )
+        for layer in report.layers
+    ]
+    rows += [
+        Row(
+            f"stops: {attack.name}",
+            attack.covered,
+            ", ".join(attack.covered_by) if attack.covered else "UNCOVERED",
+        )
+        for attack in report.attacks
+    ]
+    notes = []
+    if not report.full:
+        notes.append(report.refusal())
+    if report.uncovered:
+        notes.append("uncovered attacks: " + "; ".join(report.uncovered))
+    return Section("Sandbox isolation", report.full, rows, notes, report.to_json())
+
+
+SECTIONS: list[Callable[[argparse.Namespace], Section]] = [sandbox_section]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="check the isolation layers (and other prerequisites) on this machine"
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    sections = [check(args) for check in SECTIONS]
+    ok = all(section.ok for section in sections)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "sections": [
+                        {
+                            "title": s.title,
+                            "ok": s.ok,
+                            "rows": [vars(row) for row in s.rows],
+                            "notes": s.notes,
+                            "data": s.data,
+                        }
+                        for s in sections
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0 if ok else 1
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    for section in sections:
+        table = Table(
+            title=f"{section.title}: {'OK' if section.ok else 'WEAK'}", title_justify="left"
+        )
+        table.add_column("check")
+        table.add_column("", justify="center")
+        table.add_column("detail")
+        for row in section.rows:
+            mark = "[green]yes[/green]" if row.ok else "[red]NO[/red]"
+            table.add_row(row.name, mark, row.detail)
+        console.print(table)
+        for note in section.notes:
+            console.print(note, markup=False)
+    return 0 if ok else 1

@@ -1,0 +1,621 @@
+"""Parent-side API of the sandbox (asyncio).
+
+Usage::
+
+    async with Sandbox() as sandbox:                       # probes, starts the zygote
+        async with await sandbox.spawn("solution", {"source": src, "entry_point": "algorithm"},
+                                       Limits(wall_time=30)) as child:
+            ready = await child.recv(timeout=10)           # {"ready": True} or {"error": ...}
+            reply = await child.call([x, y], timeout=2.0)  # = request({"call": encoded args})
+            reply.message, reply.elapsed, reply.timed_out  # {"ok": encoded} or {"error": ...}
+        info = child.exit_info                             # how it ended, capped stdout/stderr
+
+    # improver job: answer its rpcs until it returns
+    reply = await child.serve(handler, timeout=600)        # handler(method, params) -> awaitable
+
+* ``Sandbox(unsafe=False)`` raises :class:`~stop_tui.errors.UserError` (one line
+  naming the missing layers and the fix) unless every layer of the full stack
+  works here; ``unsafe=True`` runs with whatever layers work.
+* Each :meth:`Sandbox.spawn` gives a fresh :class:`Child`, forked from the warm
+  zygote (or started cold when ``zygote=False`` or the zygote cannot start);
+  a child is never reused for a second job.
+* The parent measures time: :meth:`Child.request` and :meth:`Child.serve`
+  report ``elapsed`` and ``timed_out``; a timed-out request kills the child
+  (limit ``"timeout"``). The child's whole lifetime is bounded by
+  ``Limits.wall_time`` (limit ``"wall"``).
+* Every channel line is size-checked before parsing: a line longer than
+  ``Limits.max_message_bytes`` kills the child (limit ``"message"``); a line
+  that is not a JSON object, or a reply with the wrong id, kills it as a
+  protocol error (``ExitInfo.error``).
+* stdout and stderr are read by the parent: at most ``max_output_bytes`` are
+  kept (together), the rest is discarded and flagged ``*_truncated``; a child
+  that keeps writing past ``OUTPUT_KILL_FACTOR`` times the cap is killed
+  (limit ``"output"``).
+* On :meth:`Child.kill` (and on leaving ``async with``) the job and every
+  process it started are dead when the call returns.
+
+``ExitInfo.limit`` is one of ``"wall"``, ``"timeout"``, ``"cpu"``,
+``"memory"``, ``"output"``, ``"message"``, ``"processes"`` or ``None``.
+With ``max_processes == 1`` seccomp refuses every fork (EPERM); above 1 the
+job's supervisor counts the job's processes every few milliseconds and kills
+the whole job past the limit (``RLIMIT_NPROC`` does not bind root).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from stop_tui.errors import UserError
+from stop_tui.sandbox import codec, layers
+from stop_tui.sandbox.guest.runner import EXIT_CONFINE, EXIT_MEMORY
+
+OUTPUT_KILL_FACTOR = 4
+KILL_GRACE = 5.0  # seconds to wait for the supervisor's status after a kill
+JOBS = ("solution", "improver")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-child limits; the defaults suit evaluating one solution."""
+
+    wall_time: float = 60.0  # whole child lifetime, seconds (parent-measured)
+    cpu_time: float = 60.0  # RLIMIT_CPU, seconds
+    memory_mb: int = 1024  # RLIMIT_AS and RLIMIT_DATA
+    max_processes: int = 1  # 1 = no fork at all (seccomp)
+    max_output_bytes: int = 1_000_000  # stdout+stderr kept, the rest discarded (flag truncated)
+    max_message_bytes: int = 16_000_000  # one channel line, either direction
+    max_open_files: int = 64  # RLIMIT_NOFILE
+    max_file_bytes: int = 16_000_000  # RLIMIT_FSIZE (files in scratch; not pipes)
+
+    def __post_init__(self) -> None:
+        if self.wall_time <= 0 or self.cpu_time <= 0:
+            raise UserError("sandbox time limits must be positive", hint="check the limits")
+        if min(self.memory_mb, self.max_processes, self.max_open_files) < 1:
+            raise UserError("sandbox limits must be at least 1", hint="check the limits")
+        if self.max_open_files < 8:
+            raise UserError("max_open_files must be at least 8", hint="the runner needs a few")
+
+
+@dataclass(frozen=True)
+class Reply:
+    message: dict[str, Any] | None  # None: timed out, or the child ended / was killed
+    elapsed: float  # seconds, measured in the parent
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a child ended."""
+
+    exit_code: int | None
+    signal: int | None
+    limit: str | None  # wall, timeout, cpu, memory, output, message, processes
+    error: str | None  # protocol violation or sandbox failure
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    cpu_time: float | None
+    wall_time: float
+    stopped: bool = False  # still running when the parent ended it (the normal end)
+
+    @property
+    def summary(self) -> str:
+        if self.limit:
+            return f"killed: {self.limit} limit"
+        if self.error:
+            return f"error: {self.error}"
+        if self.stopped:
+            return "stopped by the parent"
+        if self.signal is not None:
+            return f"killed by signal {signal.Signals(self.signal).name}"
+        return f"exit code {self.exit_code}"
+
+
+class RpcFailure(Exception):
+    """Raise from an rpc handler to send ``{"rpc_error": {"type", "message"}}`` to the guest.
+
+    Any exception with an ``rpc_type`` attribute is passed on the same way.
+    """
+
+    def __init__(self, rpc_type: str, message: str) -> None:
+        super().__init__(message)
+        self.rpc_type = rpc_type
+
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class _Capture(asyncio.Protocol):
+    """Reads one of stdout/stderr, keeping at most the shared budget."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.data = bytearray()
+        self.truncated = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        child = self.child
+        room = child.limits.max_output_bytes - child._output_kept
+        if room > 0:
+            kept = data[:room]
+            self.data += kept
+            child._output_kept += len(kept)
+        if len(data) > max(room, 0):
+            self.truncated = True
+        child._output_seen += len(data)
+        if child._output_seen > OUTPUT_KILL_FACTOR * child.limits.max_output_bytes:
+            child._trip("output")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class Child:
+    """One job in a confined process. Use as an async context manager."""
+
+    def __init__(self, sandbox: Sandbox, job_id: str, limits: Limits) -> None:
+        self.sandbox = sandbox
+        self.id = job_id
+        self.limits = limits
+        self._started = time.monotonic()
+        self._output_kept = 0
+        self._output_seen = 0
+        self._limit: str | None = None
+        self._memory_hit = False  # the guest reported a MemoryError
+        self._error: str | None = None
+        self._exit: ExitInfo | None = None
+        self._status: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._kill_task: asyncio.Task[ExitInfo] | None = None
+        self._closed_channel = False
+        self._process: subprocess.Popen[bytes] | None = None  # cold path only
+        self._reader: asyncio.StreamReader
+        self._writer: asyncio.StreamWriter
+        self._ctl_reader: asyncio.StreamReader
+        self._ctl_writer: asyncio.StreamWriter
+        self._out: _Capture
+        self._err: _Capture
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def _attach(self, chan: socket.socket, ctl: socket.socket, out: int, err: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._reader, self._writer = await asyncio.open_unix_connection(
+            sock=chan, limit=self.limits.max_message_bytes + 1
+        )
+        self._ctl_reader, self._ctl_writer = await asyncio.open_unix_connection(sock=ctl)
+        self._out = _Capture(self)
+        self._err = _Capture(self)
+        await loop.connect_read_pipe(lambda: self._out, os.fdopen(out, "rb", buffering=0))
+        await loop.connect_read_pipe(lambda: self._err, os.fdopen(err, "rb", buffering=0))
+        self._tasks.append(asyncio.create_task(self._read_status()))
+        self._timer = loop.call_later(self.limits.wall_time, self._trip, "wall")
+
+    async def _read_status(self) -> None:
+        status: dict[str, Any] = {"error": "the sandbox ended before the job reported"}
+        try:
+            line = await self._ctl_reader.readline()
+            if line:
+                status = json.loads(line)
+        except (OSError, ValueError) as exc:
+            status = {"error": f"unreadable job status: {exc}"}
+        if not self._status.done():
+            self._status.set_result(status)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def alive(self) -> bool:
+        return self._exit is None and not self._status.done()
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        return self._exit
+
+    def _trip(self, limit: str | None, error: str | None = None) -> None:
+        """A limit fired or the protocol was broken: record why and start the kill."""
+        if self._limit is None and self._error is None and self._exit is None:
+            self._limit, self._error = limit, error
+        if self._kill_task is None and self._exit is None:
+            self._kill_task = asyncio.ensure_future(self._do_kill())
+
+    # -------------------------------------------------------------- messages
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message (values already encoded with :mod:`codec`)."""
+        line = codec.dumps_message(message)
+        if len(line) > self.limits.max_message_bytes:
+            raise codec.CodecError(f"message of {len(line)} bytes exceeds the limit")
+        if not self.alive:
+            return
+        try:
+            self._writer.write(line)
+            await self._writer.drain()
+        except (ConnectionError, OSError):
+            pass  # the child is gone; recv reports it
+
+    async def recv(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, or None on timeout or when the child has ended."""
+        message, _timed_out = await self._recv(timeout)
+        return message
+
+    async def _recv(self, timeout: float) -> tuple[dict[str, Any] | None, bool]:
+        if self._exit is not None or self._closed_channel or self._kill_task is not None:
+            return None, False
+        try:
+            line = await asyncio.wait_for(self._reader.readuntil(b"\n"), max(timeout, 0.0))
+        except TimeoutError:
+            return None, True
+        except asyncio.LimitOverrunError:
+            self._trip("message")
+            return None, False
+        except asyncio.IncompleteReadError as exc:
+            self._closed_channel = True
+            if len(exc.partial) > 0:
+                self._trip(None, "the channel ended in the middle of a message")
+            return None, False
+        except (ConnectionError, OSError):
+            self._closed_channel = True
+            return None, False
+        if len(line) > self.limits.max_message_bytes:
+            self._trip("message")
+            return None, False
+        try:
+            message = codec.loads_message(line)
+        except codec.CodecError as exc:
+            self._trip(None, f"protocol violation: {exc}")
+            return None, False
+        if message.get("limit") == "memory":
+            self._memory_hit = True
+        return message, False
+
+    async def request(self, message: dict[str, Any], timeout: float) -> Reply:
+        """Send ``message`` with a fresh id and wait for the reply carrying that id.
+
+        A timeout kills the child (limit ``"timeout"``); a reply with another
+        id is a protocol violation and kills it too.
+        """
+        request_id = secrets.token_hex(8)
+        start = time.perf_counter()
+        try:  # a child that stops reading cannot stall us past the timeout
+            await asyncio.wait_for(self.send({**message, "id": request_id}), timeout)
+        except TimeoutError:
+            self._trip("timeout")
+            return Reply(None, time.perf_counter() - start, True)
+        reply, timed_out = await self._recv(timeout - (time.perf_counter() - start))
+        elapsed = time.perf_counter() - start
+        if reply is None:
+            if timed_out:
+                self._trip("timeout")
+            return Reply(None, elapsed, timed_out)
+        if reply.get("id") != request_id:
+            self._trip(None, "protocol violation: a reply to a request that was not made")
+            return Reply(None, elapsed)
+        return Reply(reply, elapsed)
+
+    async def call(self, args: list[Any], timeout: float) -> Reply:
+        """Call a ``solution`` job's entry point with ``args`` (plain values, arrays).
+
+        Sugar for ``request({"call": codec.encode(args)}, timeout)``. The time
+        counted includes sending and decoding the arguments (about a
+        millisecond for a 300x300 float matrix): splitting it off would let a
+        hostile solution compute while its arguments "load". The reply's
+        message is ``{"ok": encoded output}`` or ``{"error": ...}`` (decode
+        ``ok`` with :func:`codec.decode`).
+        """
+        return await self.request({"call": codec.encode(list(args))}, timeout)
+
+    async def serve(self, handler: Handler, timeout: float) -> Reply:
+        """Answer the guest's rpcs with ``handler`` until it sends its final message.
+
+        Returns the final ``{"result": ...}`` or ``{"error": ...}`` message;
+        ``elapsed`` covers the whole exchange, including the handler's time.
+        The handler gets decoded params and returns a codec-encodable value;
+        an exception with an ``rpc_type`` attribute (e.g. :class:`RpcFailure`)
+        reaches the guest as an exception of that name with its message, any
+        other exception as a bare ``RpcError`` without details.
+        """
+        start = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        while True:
+            message, timed_out = await self._recv(deadline - time.monotonic())
+            if message is None:
+                if timed_out:
+                    self._trip("timeout")
+                return Reply(None, time.perf_counter() - start, timed_out)
+            if "rpc" not in message:
+                return Reply(message, time.perf_counter() - start)
+            answer: dict[str, Any] = {"id": message.get("id")}
+            try:
+                params = message.get("params")
+                if not isinstance(params, dict):
+                    raise RpcFailure("RpcError", "params must be an object")
+                result = await handler(str(message["rpc"]), codec.decode(params))
+                answer["result"] = codec.encode(result)
+            except Exception as exc:
+                kind = getattr(exc, "rpc_type", None)
+                if kind is None:  # never pass on parent internals (paths, hidden data)
+                    text = f"the parent could not answer {message.get('rpc')!r}"
+                    answer["rpc_error"] = {"type": "RpcError", "message": text}
+                else:
+                    answer["rpc_error"] = {"type": str(kind), "message": str(exc)}
+            try:
+                await asyncio.wait_for(self.send(answer), max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                self._trip("timeout")
+                return Reply(None, time.perf_counter() - start, True)
+
+    # ------------------------------------------------------------------- end
+
+    async def kill(self) -> ExitInfo:
+        """Kill the job and everything it started; return how it ended."""
+        if self._exit is not None:
+            return self._exit
+        if self._kill_task is None:
+            self._kill_task = asyncio.ensure_future(self._do_kill())
+        return await asyncio.shield(self._kill_task)
+
+    async def _do_kill(self) -> ExitInfo:
+        if self._timer is not None:
+            self._timer.cancel()
+        with contextlib.suppress(OSError, RuntimeError):
+            if self._ctl_writer.can_write_eof():
+                self._ctl_writer.write_eof()  # the supervisor SIGKILLs the job's pid 1
+        try:
+            status = await asyncio.wait_for(asyncio.shield(self._status), KILL_GRACE)
+        except TimeoutError:
+            status = {"error": "the supervisor did not answer; the sandbox was restarted"}
+            await self.sandbox._hard_reset(self)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(self._out.done, self._err.done), KILL_GRACE)
+        for closable in (self._writer, self._ctl_writer):
+            closable.close()
+        for task in self._tasks:
+            task.cancel()
+        if self._process is not None:
+            await _reap(self._process)
+        self._exit = self._exit_info(status)
+        self.sandbox._children.discard(self)
+        return self._exit
+
+    def _exit_info(self, status: dict[str, Any]) -> ExitInfo:
+        limit, error = self._limit, self._error
+        code = status.get("exit_code")
+        sig = status.get("signal")
+        cpu = status.get("cpu")
+        if limit is None and error is None:
+            if status.get("killed") == "backstop":
+                limit = "wall"
+            elif status.get("killed") == "processes":
+                limit = "processes"
+            elif sig == signal.SIGXCPU or (
+                sig == signal.SIGKILL and cpu is not None and cpu >= self.limits.cpu_time * 0.95
+            ):
+                limit = "cpu"
+            elif code == EXIT_MEMORY or self._memory_hit:
+                limit = "memory"
+            elif code == EXIT_CONFINE:
+                error = "the sandbox could not confine the child: " + _last_line(self._err.data)
+            elif "error" in status:
+                error = str(status["error"])
+        return ExitInfo(
+            exit_code=code,
+            signal=sig,
+            limit=limit,
+            error=error,
+            stdout=self._out.data.decode("utf-8", "replace"),
+            stderr=self._err.data.decode("utf-8", "replace"),
+            stdout_truncated=self._out.truncated,
+            stderr_truncated=self._err.truncated,
+            cpu_time=cpu,
+            wall_time=time.monotonic() - self._started,
+            stopped=status.get("killed") == "parent",
+        )
+
+    async def __aenter__(self) -> Child:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.kill()
+
+
+async def _reap(process: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
+    """Wait for a direct child without blocking the loop; SIGKILL it after ``grace``."""
+    deadline = time.monotonic() + grace
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.get_running_loop().run_in_executor(None, process.wait)
+            return
+        await asyncio.sleep(0.01)
+
+
+def _last_line(data: bytes | bytearray) -> str:
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else "no details"
+
+
+class Sandbox:
+    """Owns the isolation layers and the warm zygote. Async context manager."""
+
+    def __init__(
+        self, *, unsafe: bool = False, zygote: bool = True, disable: tuple[str, ...] = ()
+    ) -> None:
+        self.report = layers.probe(disable)
+        if not self.report.full and not unsafe:
+            raise UserError(self.report.refusal())
+        self.unsafe = unsafe
+        self.use_zygote = zygote
+        self._bwrap = self.report.active("bwrap")
+        self._zygote: subprocess.Popen[bytes] | None = None
+        self._zsock: socket.socket | None = None
+        self._host_scratch: str | None = None
+        self._children: set[Child] = set()
+        self._ids = itertools.count(1)
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def probe() -> layers.IsolationReport:
+        return layers.probe()
+
+    # --------------------------------------------------------------- lifetime
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the zygote (idempotent); a dead zygote is restarted."""
+        async with self._lock:
+            if self.use_zygote and (self._zygote is None or self._zygote.poll() is not None):
+                await self._start_zygote()
+
+    def _scratch_root(self) -> str:
+        if self._bwrap:
+            return layers.SCRATCH_IN_SANDBOX
+        if self._host_scratch is None:
+            self._host_scratch = tempfile.mkdtemp(prefix="stop-tui-sandbox-")
+        return self._host_scratch
+
+    def _prefix(self) -> list[str]:
+        return layers.bwrap_argv() if self._bwrap else []
+
+    async def _start_zygote(self) -> None:
+        await self._stop_zygote()
+        parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            argv = [*self._prefix(), *layers.boot_argv("zygote", str(zygote_end.fileno()))]
+            debug = bool(os.environ.get("STOP_TUI_SANDBOX_DEBUG"))
+            self._zygote = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=None if debug else subprocess.DEVNULL,
+                pass_fds=(zygote_end.fileno(),),
+                env=layers.child_env(),
+                start_new_session=True,
+            )
+        finally:
+            zygote_end.close()
+        self._zsock = parent_end
+
+    async def _stop_zygote(self) -> None:
+        if self._zsock is not None:
+            self._zsock.close()
+            self._zsock = None
+        proc, self._zygote = self._zygote, None
+        if proc is not None:
+            await _reap(proc, 2.0)  # it exits when its socket closes
+
+    async def _hard_reset(self, child: Child) -> None:
+        """Last resort when a supervisor does not answer: restart everything it lives in."""
+        if child._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child._process.pid, signal.SIGKILL)
+        elif self._zygote is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._zygote.pid, signal.SIGKILL)
+            await self._stop_zygote()
+
+    async def close(self) -> None:
+        """Kill every child, stop the zygote, remove host scratch space."""
+        await asyncio.gather(*(child.kill() for child in list(self._children)))
+        await self._stop_zygote()
+        if self._host_scratch is not None:
+            shutil.rmtree(self._host_scratch, ignore_errors=True)
+            self._host_scratch = None
+
+    # ------------------------------------------------------------------ spawn
+
+    async def spawn(self, job: str, payload: dict[str, Any], limits: Limits | None = None) -> Child:
+        """A fresh child running ``job`` (``"solution"`` or ``"improver"``)."""
+        if job not in JOBS:
+            raise ValueError(f"unknown sandbox job {job!r}")
+        limits = limits or Limits()
+        job_id = f"job-{os.getpid()}-{next(self._ids)}-{secrets.token_hex(4)}"
+        spec: dict[str, Any] = {
+            "id": job_id,
+            "limits": asdict(limits),
+            "scratch_root": self._scratch_root(),
+            "read_paths": list(layers.read_paths()),
+            "layers": {
+                "landlock": self.report.active("landlock"),
+                "seccomp": self.report.active("seccomp"),
+                "pidns": self.report.active("userns"),
+            },
+        }
+        chan_p, chan_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctl_p, ctl_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        child = Child(self, job_id, limits)
+        try:
+            child_fds = [chan_c.fileno(), out_w, err_w, ctl_c.fileno()]
+            if self.use_zygote:
+                await self._send_to_zygote(spec, child_fds)
+            else:
+                child._process = await self._start_cold(spec, child_fds)
+        except BaseException:
+            for sock in (chan_p, ctl_p):
+                sock.close()
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            chan_c.close()
+            ctl_c.close()
+            os.close(out_w)
+            os.close(err_w)
+        await child._attach(chan_p, ctl_p, out_r, err_r)
+        self._children.add(child)
+        await child.send({"job": job, "payload": payload})
+        return child
+
+    async def _send_to_zygote(self, spec: dict[str, Any], fds: list[int]) -> None:
+        data = json.dumps(spec).encode()
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        for attempt in range(2):
+            await self.start()
+            assert self._zsock is not None
+            try:
+                self._zsock.sendmsg([data], ancillary)
+                return
+            except OSError:
+                if attempt:
+                    raise
+                await self._stop_zygote()  # it died: restart once
+
+    async def _start_cold(self, spec: dict[str, Any], fds: list[int]) -> subprocess.Popen[bytes]:
+        chan, out, err, ctl = fds
+        spec = {**spec, "chan_fd": chan, "ctl_fd": ctl}
+        argv = [*self._prefix(), *layers.boot_argv("cold", json.dumps(spec))]
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            pass_fds=(chan, ctl),
+            env=layers.child_env(),
+            start_new_session=True,
+        )

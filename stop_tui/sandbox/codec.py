@@ -1,0 +1,159 @@
+"""The value codec shared by the parent and the guest (stdlib + numpy only).
+
+JSON values pass as they are. A ``numpy.ndarray`` of a numeric or bool dtype
+travels as ``{"__ndarray__": <nested lists>, "dtype": "<str>", "shape": [...]}``;
+arrays of more than ``BASE64_MIN_SIZE`` elements travel as
+``{"__ndarray__": "<base64 of the raw bytes>", "dtype", "shape", "encoding":
+"base64"}`` instead (formatting floats as JSON text costs about 1 µs each);
+numpy scalars become Python scalars; tuples become lists. Anything else (object
+arrays, sets, functions, custom classes, non-string dict keys) is refused with
+:class:`CodecError`. Never pickle: decoding builds only JSON values and numeric
+arrays, so a hostile message cannot run code in the reader.
+
+Messages are one JSON object per line (:func:`dumps_message` /
+:func:`loads_message`); the *reader* checks the size of every line before
+parsing it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+NDARRAY_KEY = "__ndarray__"
+BASE64_MIN_SIZE = 1024
+_ALLOWED_KINDS = frozenset("biuf")  # bool, signed int, unsigned int, float
+_MAX_DEPTH = 64
+
+
+class CodecError(ValueError):
+    """A value that cannot travel between parent and child."""
+
+
+def encode(value: Any, _depth: int = 0) -> Any:
+    """Turn ``value`` into a JSON-ready structure (numpy arrays become tagged dicts)."""
+    if _depth > _MAX_DEPTH:
+        raise CodecError("value is nested too deeply")
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in _ALLOWED_KINDS:
+            raise CodecError(f"numpy arrays of dtype {value.dtype} cannot be sent")
+        shape = list(value.shape)
+        if value.size > BASE64_MIN_SIZE:
+            raw = np.ascontiguousarray(value).tobytes()
+            text = base64.b64encode(raw).decode("ascii")
+            return {
+                NDARRAY_KEY: text,
+                "dtype": value.dtype.str,
+                "shape": shape,
+                "encoding": "base64",
+            }
+        return {NDARRAY_KEY: value.tolist(), "dtype": value.dtype.str, "shape": shape}
+    if isinstance(value, np.generic):
+        if value.dtype.kind not in _ALLOWED_KINDS:
+            raise CodecError(f"numpy scalars of dtype {value.dtype} cannot be sent")
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [encode(item, _depth + 1) for item in value]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CodecError(f"dict keys must be strings, not {type(key).__name__}")
+            if key == NDARRAY_KEY:
+                raise CodecError(f"the dict key {NDARRAY_KEY!r} is reserved")
+            out[key] = encode(item, _depth + 1)
+        return out
+    raise CodecError(f"values of type {type(value).__name__} cannot be sent")
+
+
+def decode(value: Any, _depth: int = 0) -> Any:
+    """Inverse of :func:`encode` on a parsed JSON structure."""
+    if _depth > _MAX_DEPTH:
+        raise CodecError("value is nested too deeply")
+    if isinstance(value, list):
+        return [decode(item, _depth + 1) for item in value]
+    if isinstance(value, dict):
+        if NDARRAY_KEY in value:
+            return _decode_array(value)
+        return {key: decode(item, _depth + 1) for key, item in value.items()}
+    return value
+
+
+def _decode_array(value: dict[str, Any]) -> np.ndarray:
+    keys = set(value)
+    if keys != {NDARRAY_KEY, "dtype", "shape"} and keys != {
+        NDARRAY_KEY,
+        "dtype",
+        "shape",
+        "encoding",
+    }:
+        raise CodecError("malformed array: unexpected keys")
+    dtype_str, shape = value["dtype"], value["shape"]
+    if not isinstance(dtype_str, str) or not isinstance(shape, list):
+        raise CodecError("malformed array: bad dtype or shape")
+    try:
+        dtype = np.dtype(dtype_str)
+    except TypeError as exc:
+        raise CodecError(f"malformed array: unknown dtype {dtype_str!r}") from exc
+    if dtype.kind not in _ALLOWED_KINDS:
+        raise CodecError(f"arrays of dtype {dtype} are refused")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise CodecError("malformed array: bad shape")
+    if "encoding" in value:
+        return _decode_base64(value, dtype, shape)
+    try:
+        array = np.array(value[NDARRAY_KEY], dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"malformed array: {exc}") from exc
+    if list(array.shape) != shape:
+        if math.prod(shape) == 0 and array.size == 0:
+            return array.reshape(shape)
+        raise CodecError(f"malformed array: data of shape {list(array.shape)}, declared {shape}")
+    return array
+
+
+def dumps_message(message: dict[str, Any]) -> bytes:
+    """One message as a JSON line (values already encoded; NaN/Infinity pass as Python's JSON does)."""
+    if not isinstance(message, dict):
+        raise CodecError("a message must be a JSON object")
+    try:
+        text = json.dumps(message, ensure_ascii=False, allow_nan=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise CodecError(str(exc)) from exc
+    return text.encode("utf-8") + b"\n"
+
+
+def loads_message(line: bytes) -> dict[str, Any]:
+    """Parse one JSON line; the caller has already checked its size."""
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CodecError(f"not a JSON line: {exc}") from exc
+    if not isinstance(value, dict):
+        raise CodecError("a message must be a JSON object")
+    return value
+
+
+def _decode_base64(value: dict[str, Any], dtype: np.dtype[Any], shape: list[int]) -> np.ndarray:
+    data = value[NDARRAY_KEY]
+    if value["encoding"] != "base64" or not isinstance(data, str):
+        raise CodecError("malformed array: unknown encoding")
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise CodecError(f"malformed array: {exc}") from exc
+    if len(raw) != math.prod(shape) * dtype.itemsize:
+        raise CodecError("malformed array: data does not match dtype and shape")
+    if dtype.kind == "b":  # only 0 and 1 are valid bools: normalise any other byte
+        return (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()

@@ -1,0 +1,1 @@
+"""Guest side of the sandbox: code that runs inside the confined child (stdlib + numpy + codec)."""
