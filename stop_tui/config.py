@@ -109,7 +109,13 @@ class Settings(BaseSettings):
     meta_utility_budget: int = Field(default=25, ge=1)
     meta_utility_tests: int = Field(default=5, ge=1)
     generations: int = Field(default=6, ge=0)
-    approval: ApprovalPolicy = "every-candidate"
+    #: None: the front end's default (the TUI asks about every candidate; headless runs
+    #: approve automatically, still audited).
+    approval: ApprovalPolicy | None = None
+    # The demo backend's knobs (ignored by real endpoints).
+    demo_failure_rate: float = Field(default=0.1, ge=0, le=1)
+    demo_no_code_rate: float = Field(default=0.05, ge=0, le=1)
+    demo_latency: float = Field(default=0.0, ge=0, description="Seconds per demo request.")
 
     @classmethod
     def settings_customise_sources(
@@ -346,7 +352,12 @@ def make_backend(
                 f"the demo backend is not available in this installation ({exc})",
                 hint="set model and base_url or OPENAI_API_KEY to use a real endpoint",
             ) from None
-        demo_backend: Backend = demo.DemoBackend(seed=settings.seed)
+        demo_backend: Backend = demo.DemoBackend(
+            seed=settings.seed,
+            failure_rate=settings.demo_failure_rate,
+            no_code_rate=settings.demo_no_code_rate,
+            latency=settings.demo_latency,
+        )
         return demo_backend
     from stop_tui.lm.openai_backend import OpenAIBackend, RetryPolicy
     from stop_tui.lm.types import FatalLMError

@@ -91,10 +91,26 @@ def _define(source: str, name: str, extra: dict[str, Any] | None = None) -> dict
     return module.__dict__
 
 
+def _seed_random(payload: dict[str, Any]) -> None:
+    """Seed ``random`` and numpy's global state from the parent's ``rng_seed`` so that
+    a solution or improver that draws random numbers behaves the same in a replay."""
+    seed = payload.get("rng_seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return
+    import random
+
+    random.seed(seed)
+    with contextlib.suppress(Exception):
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+
+
 # -------------------------------------------------------------------- solution
 
 
 def _run_solution(chan: Channel, payload: dict[str, Any]) -> None:
+    _seed_random(payload)
     try:
         namespace = _define(str(payload["source"]), "solution")
         entry = namespace.get(str(payload["entry_point"]))
@@ -225,6 +241,7 @@ def _strings(value: Any) -> list[str]:
 
 
 def _run_improver(chan: Channel, payload: dict[str, Any]) -> None:
+    _seed_random(payload)
     rpc = _Rpc(chan)
     utility_spec = payload["utility"]
     lm_spec = payload["language_model"]

@@ -1,0 +1,65 @@
+"""``stop-tui replay RUN``: re-execute a saved run offline and check every score."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from rich.console import Console
+from rich.table import Table
+
+from stop_tui.cli.common import add_common, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "replay",
+        help="re-run a saved run offline from its transcripts and check every score",
+        description="Replay a run with no network: LM responses from the recorded "
+        "transcripts, approvals from the recorded decisions, the same seeds. Stops at "
+        "the first score that differs.",
+    )
+    parser.add_argument("run_id", metavar="RUN")
+    parser.add_argument(
+        "--branch", action="store_true", help="also write the replay as a new run for comparison"
+    )
+    add_common(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    from stop_tui.engine.replay import replay
+    from stop_tui.sandbox.api import Sandbox
+    from stop_tui.store.store import RunStore
+
+    store = RunStore(settings.workspace)
+    store.require_run(args.run_id)
+    console = Console(highlight=False)
+
+    async def main():
+        async with Sandbox(unsafe=args.unsafe) as sandbox:
+            return await replay(store, args.run_id, sandbox=sandbox, to_branch=args.branch)
+
+    report = asyncio.run(main())
+    table = Table(title=f"replay of {args.run_id}")
+    for column in ("step", "recorded", "replayed", "match"):
+        table.add_column(column)
+    for step in report.steps:
+        recorded = "—" if step.recorded is None else f"{step.recorded:.6f}"
+        table.add_row(
+            step.label,
+            recorded,
+            f"{step.replayed:.6f}",
+            "[green]yes[/]" if step.matches else "[bold red]NO[/]",
+        )
+    console.print(table)
+    if report.new_run:
+        console.print(f"replay written as run {report.new_run}")
+    if report.ok:
+        console.print(
+            f"[green]every score matches[/] ({len(report.steps)} meta-utility evaluations)"
+        )
+        return 0
+    console.print(f"[bold red]replay diverged:[/] {report.divergence}")
+    return 1

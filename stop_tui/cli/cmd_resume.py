@@ -1,0 +1,54 @@
+"""``stop-tui resume RUN``: continue a saved run from its last committed step."""
+
+from __future__ import annotations
+
+import argparse
+
+from stop_tui.cli.cmd_run import APPROVE_CHOICES, approval_settings, run_headless
+from stop_tui.cli.common import add_common, settings_from
+from stop_tui.cli.headless import interactive
+from stop_tui.engine.approval import Gate, Policy
+from stop_tui.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "resume",
+        help="continue a saved run",
+        description="Continue a run from its last committed step. LM responses already "
+        "paid for are served from the run's transcript, not bought again.",
+    )
+    parser.add_argument("run_id", metavar="RUN")
+    parser.add_argument("--generations", type=int, help="raise the run's number of generations")
+    parser.add_argument("--approve", choices=APPROVE_CHOICES, default=None)
+    parser.add_argument(
+        "--headless", action="store_true", help="run in the terminal without the app"
+    )
+    add_common(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    overrides, ask = approval_settings(args.approve)
+    settings = settings_from(args)
+    from stop_tui.engine.session import prepare_resume
+
+    if not args.headless:
+        from stop_tui.tui.launch import launch_resume
+
+        return launch_resume(
+            settings, args.run_id, unsafe=args.unsafe, generations=args.generations
+        )
+    policy = Policy(overrides.get("approval", Policy.AUTO.value))
+    if policy in (Policy.EVERY_CANDIDATE, Policy.EACH_GENERATION):
+        ask = True
+    if ask and not interactive():
+        raise UserError("--approve ask needs a terminal to answer at", hint="use --approve auto")
+    prepared = prepare_resume(
+        settings,
+        args.run_id,
+        unsafe=args.unsafe,
+        gate=Gate(policy),
+        generations=args.generations,
+    )
+    return run_headless(prepared, ask=ask)

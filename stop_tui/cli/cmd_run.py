@@ -1,0 +1,106 @@
+"""``stop-tui run``: start a STOP run (the app, or ``--headless`` in the terminal)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from rich.console import Console
+
+from stop_tui.cli.common import add_run_options, settings_from
+from stop_tui.cli.headless import drive, interactive
+from stop_tui.engine.approval import Policy
+from stop_tui.errors import UserError
+
+APPROVE_CHOICES = ["auto", "ask", "reject-flagged", "every-candidate", "each-generation"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="start a self-improvement run",
+        description="Start a STOP run: the improver improves itself for N generations.",
+    )
+    parser.add_argument(
+        "--headless", action="store_true", help="run in the terminal without the app"
+    )
+    parser.add_argument(
+        "--approve",
+        choices=APPROVE_CHOICES,
+        default=None,
+        help="who approves generated improvers: auto (headless default, still audited), "
+        "ask (at the terminal), reject-flagged, every-candidate, each-generation",
+    )
+    add_run_options(parser)
+    parser.set_defaults(handler=handle)
+
+
+def approval_settings(approve: str | None) -> tuple[dict[str, str], bool]:
+    """(settings overrides, ask at the terminal?) for an ``--approve`` value."""
+    if approve is None:
+        return {}, False
+    if approve == "ask":
+        return {"approval": Policy.EVERY_CANDIDATE.value}, True
+    return {"approval": approve}, False
+
+
+def handle(args: argparse.Namespace) -> int:
+    overrides, ask = approval_settings(args.approve)
+    settings = settings_from(args, overrides)
+    if not args.headless:
+        from stop_tui.tui.launch import launch_new_run
+
+        return launch_new_run(settings, unsafe=args.unsafe)
+    if ask and not interactive():
+        raise UserError(
+            "--approve ask needs a terminal to answer at",
+            hint="use --approve auto or reject-flagged",
+        )
+    if (
+        settings.approval in (Policy.EVERY_CANDIDATE.value, Policy.EACH_GENERATION.value)
+        and not ask
+    ):
+        if not interactive():
+            raise UserError(
+                f"approval policy {settings.approval} needs someone to answer",
+                hint="use --approve ask at a terminal, or --approve auto / reject-flagged",
+            )
+        ask = True
+    from stop_tui.engine.session import prepare_run
+
+    prepared = prepare_run(settings, default_policy=Policy.AUTO, unsafe=args.unsafe)
+    return run_headless(prepared, ask=ask)
+
+
+def run_headless(prepared, *, ask: bool) -> int:
+    console = Console(highlight=False)
+
+    async def main() -> tuple[str, object]:
+        try:
+            return await drive(prepared.run, ask=ask, console=console)
+        finally:
+            await prepared.close()
+
+    try:
+        status, view = asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print(
+            f"stopped; the run is saved. Continue it with: stop-tui resume {prepared.run.run_id}"
+        )
+        return 130
+    console.print(view.summary_table())  # type: ignore[attr-defined]
+    flagged, total, rate = _circumvention(prepared.run)
+    console.print(
+        f"sandbox circumvention: {flagged} of {total} candidates ({100 * rate:.2f}%); "
+        f"workspace {prepared.store.path}, branch stop/{prepared.run.run_id}"
+    )
+    if status != "finished":
+        console.print(f"run ended: {status}")
+        return 1
+    return 0
+
+
+def _circumvention(run) -> tuple[int, int, float]:
+    from stop_tui.engine.audit import circumvention_rate
+
+    return circumvention_rate(run.candidate_flags)

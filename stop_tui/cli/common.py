@@ -1,0 +1,69 @@
+"""Options shared by the commands that start or continue runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from stop_tui.config import Settings, load_settings
+
+# (flag, settings key, type, help)
+RUN_OPTIONS: list[tuple[str, str, type, str]] = [
+    ("--task", "task", str, "downstream task (see 'stop-tui tasks'; default parity_noise)"),
+    ("--model", "model", str, "model name, or 'demo' for the offline scripted demo"),
+    ("--base-url", "base_url", str, "OpenAI-compatible endpoint URL"),
+    ("--generations", "generations", int, "self-improvement generations (default 6)"),
+    ("--max-responses-per-call", "max_responses_per_call", int, "default 6"),
+    ("--lm-budget", "lm_budget", int, "language-model calls per improver run (default 4)"),
+    ("--utility-budget", "utility_budget", int, "utility calls per improver run (default 25)"),
+    (
+        "--meta-utility-budget",
+        "meta_utility_budget",
+        int,
+        "meta-utility calls per generation (default 25)",
+    ),
+    (
+        "--meta-utility-tests",
+        "meta_utility_tests",
+        int,
+        "downstream runs per meta-utility (default 5)",
+    ),
+    ("--seed", "seed", int, "seed of evaluations and of the demo model (default 0)"),
+    ("--max-calls", "max_calls", int, "hard cap on LM requests for the whole run"),
+    ("--max-tokens-total", "max_tokens_total", int, "hard cap on tokens for the whole run"),
+    ("--max-cost", "max_cost", float, "hard cap on dollars for the whole run"),
+    ("--demo-latency", "demo_latency", float, "simulated seconds per demo request"),
+    ("--demo-failure-rate", "demo_failure_rate", float, "share of demo answers with broken code"),
+]
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="a stop.toml to read")
+    parser.add_argument(
+        "--workspace", type=Path, metavar="DIR", help="the runs' git workspace (default stop-runs)"
+    )
+    parser.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="run generated code even where isolation is weaker than the full stack",
+    )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    group = parser.add_argument_group("run settings (override stop.toml and STOP_TUI_*)")
+    for flag, key, kind, text in RUN_OPTIONS:
+        group.add_argument(flag, dest=key, type=kind, default=None, help=text, metavar=key.upper())
+
+
+def settings_from(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
+    overrides: dict[str, Any] = {}
+    for _, key, _, _ in RUN_OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    if getattr(args, "workspace", None) is not None:
+        overrides["workspace"] = args.workspace
+    overrides.update(extra or {})
+    return load_settings(overrides, getattr(args, "config", None))

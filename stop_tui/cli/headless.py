@@ -1,0 +1,316 @@
+"""The headless front end: the engine's events as progress bars and log lines.
+
+The same event stream drives the TUI. Under ``--approve ask`` approvals are
+asked at the terminal, one at a time; the run keeps going on everything that
+does not need a decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import sys
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from stop_tui.engine.approval import ApprovalRequest, Decision, human_identity
+from stop_tui.engine.events import (
+    ApprovalDecided,
+    BudgetExceededEvent,
+    CandidateProposed,
+    EngineError,
+    EvaluationProgress,
+    Event,
+    GenerationFinished,
+    GenerationStarted,
+    LMRequested,
+    LMResponded,
+    MetaUtilityEvaluated,
+    RunFinished,
+    RunStarted,
+)
+from stop_tui.engine.loop import StopRun
+
+
+@dataclass
+class GenerationRow:
+    generation: int
+    meta_utility: float | None = None
+    test_meta_utility: float | None = None
+    per_test: tuple[float, ...] = ()
+    candidates: int = 0
+    approved: int = 0
+    rejected: int = 0
+    adopted: bool | None = None
+    reason: str = ""
+    flags: int = 0
+
+
+@dataclass
+class Totals:
+    lm_calls: int = 0
+    in_flight: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+    rows: dict[int, GenerationRow] = field(default_factory=dict)
+
+    def row(self, generation: int) -> GenerationRow:
+        return self.rows.setdefault(generation, GenerationRow(generation))
+
+
+def fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+class HeadlessView:
+    def __init__(self, run: StopRun, console: Console | None = None, *, ask: bool = False) -> None:
+        self.run = run
+        self.console = console or Console(highlight=False)
+        self.ask = ask
+        self.totals = Totals()
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
+        self._gen_bar = self.progress.add_task("generations", total=run.config.generations)
+        self._test_bar = self.progress.add_task(
+            "meta-utility tests", total=run.config.meta_utility_tests
+        )
+        self._lm_bar = self.progress.add_task("LM calls (in flight 0)", total=None)
+        self._approvals: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
+        run.bus.on(self.on_event)
+        if ask:
+            run.gate.listeners.append(self._approvals.put_nowait)
+
+    # -- approvals at the terminal
+
+    async def approvals(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            request = await self._approvals.get()
+            if not request.pending:
+                continue
+            self.progress.stop()
+            try:
+                self.show_request(request)
+                answer = await loop.run_in_executor(None, self._prompt)
+            finally:
+                self.progress.start()
+            if answer.startswith("a"):
+                request.resolve(Decision(True, human_identity()))
+            elif answer.startswith("g"):
+                self.run.gate.approve_rest_of_generation(request.generation)
+                request.resolve(
+                    Decision(True, human_identity(), reason="approved the rest of this generation")
+                )
+            else:
+                reason = answer.partition(" ")[2].strip()
+                request.resolve(Decision(False, human_identity(), reason=reason))
+
+    def _prompt(self) -> str:
+        while True:
+            try:
+                line = input("approve [a], reject [r REASON], approve rest of generation [g]: ")
+            except EOFError:
+                return "r no terminal answer (end of input)"
+            line = line.strip()
+            if line[:1].lower() in ("a", "r", "g"):
+                return line[:1].lower() + line[1:]
+
+    def show_request(self, request: ApprovalRequest) -> None:
+        what = "candidate" if request.index is not None else "adoption of the returned improver"
+        self.console.rule(
+            f"approval: generation {request.generation}, {what} {request.index if request.index is not None else ''}"
+        )
+        diff = "".join(
+            difflib.unified_diff(
+                request.parent_source.splitlines(keepends=True),
+                request.source.splitlines(keepends=True),
+                "parent improver",
+                "candidate",
+            )
+        )
+        self.console.print(Syntax(diff or "(no change)", "diff", theme="ansi_dark", word_wrap=True))
+        if request.flags:
+            self.console.print("[bold red]audit flags:[/]")
+            for flag in request.flags:
+                self.console.print(f"  [red]• {flag}[/]")
+        else:
+            self.console.print("[green]audit: nothing flagged[/]")
+        allowed = ", ".join(f"{k}: {v}" for k, v in request.allowances.items())
+        self.console.print(f"[dim]if approved it may use: {allowed}[/]")
+
+    # -- events
+
+    def on_event(self, event: Event) -> None:
+        t = self.totals
+        if isinstance(event, RunStarted):
+            resumed = (
+                f", resuming after generation {event.resumed_from_generation}"
+                if event.resumed_from_generation
+                else ""
+            )
+            self.console.print(
+                f"run [bold]{event.run_id}[/]: task {event.task}, model {model_label(event.model)}, "
+                f"{event.generations} generations{resumed}"
+            )
+            self.progress.update(self._gen_bar, completed=event.resumed_from_generation)
+        elif isinstance(event, GenerationStarted):
+            t.row(event.generation)
+            self.console.print(f"[bold]generation {event.generation}[/] started")
+        elif isinstance(event, CandidateProposed):
+            row = t.row(event.generation)
+            row.candidates += 1
+            row.flags += 1 if event.flags else 0
+            flags = f" [red]flags: {'; '.join(event.flags)}[/]" if event.flags else ""
+            self.console.print(f"  candidate {event.index}: {event.summary}{flags}")
+        elif isinstance(event, ApprovalDecided):
+            if event.index is not None:
+                row = t.row(event.generation)
+                if event.approved:
+                    row.approved += 1
+                else:
+                    row.rejected += 1
+            if not event.approved or not event.by.startswith("policy:"):
+                verdict = "approved" if event.approved else "rejected"
+                why = f" ({event.reason})" if event.reason else ""
+                self.console.print(f"  {verdict} by {event.by}{why}")
+        elif isinstance(event, EvaluationProgress):
+            self.progress.update(self._test_bar, completed=event.done, total=event.total)
+        elif isinstance(event, MetaUtilityEvaluated):
+            if event.index is None:
+                row = t.row(event.generation)
+                row.meta_utility = event.meta_utility
+                row.test_meta_utility = event.test_meta_utility
+                row.per_test = event.per_test
+                if event.generation == 0:
+                    self.console.print(
+                        f"  seed improver: meta-utility {fmt(event.meta_utility)} "
+                        f"(test {fmt(event.test_meta_utility)})"
+                    )
+            else:
+                self.console.print(
+                    f"  candidate {event.index}: meta-utility {fmt(event.meta_utility)} "
+                    f"(tests {', '.join(f'{v:.2f}' for v in event.per_test)})"
+                )
+        elif isinstance(event, GenerationFinished):
+            row = t.row(event.generation)
+            row.adopted = event.adopted
+            row.reason = event.reason
+            self.progress.advance(self._gen_bar)
+            if event.adopted:
+                self.console.print(
+                    f"[bold green]generation {event.generation}: adopted[/], "
+                    f"meta-utility {fmt(event.meta_utility)} (test {fmt(event.test_meta_utility)})"
+                )
+            else:
+                self.console.print(
+                    f"[yellow]generation {event.generation}: kept the previous improver[/] "
+                    f"({event.reason})"
+                )
+        elif isinstance(event, LMRequested):
+            t.in_flight += 1
+            self._lm_status()
+        elif isinstance(event, LMResponded):
+            t.in_flight = max(0, t.in_flight - 1)
+            t.lm_calls += 1
+            t.tokens += event.prompt_tokens + event.completion_tokens
+            if event.cost is None:
+                t.cost_known = False
+            else:
+                t.cost += event.cost
+            self._lm_status()
+            self.progress.advance(self._lm_bar)
+        elif isinstance(event, BudgetExceededEvent):
+            if event.budget.startswith("run:"):
+                self.console.print(f"[bold red]run budget reached:[/] {event.message}")
+        elif isinstance(event, EngineError):
+            self.console.print(f"[bold red]error:[/] {event.message}")
+        elif isinstance(event, RunFinished):
+            self.progress.stop()
+
+    def _lm_status(self) -> None:
+        t = self.totals
+        cost = f"${t.cost:.4f}" if t.cost_known else "cost unknown"
+        self.progress.update(
+            self._lm_bar,
+            description=f"LM calls (in flight {t.in_flight}, {t.tokens:,} tokens, {cost})",
+        )
+
+    def summary_table(self) -> Table:
+        table = Table(title=f"run {self.run.run_id}")
+        for column in (
+            "generation",
+            "meta-utility",
+            "test",
+            "change",
+            "candidates",
+            "approved",
+            "rejected",
+            "outcome",
+        ):
+            table.add_column(column, justify="right" if column != "outcome" else "left")
+        previous: float | None = None
+        for generation in sorted(self.totals.rows):
+            row = self.totals.rows[generation]
+            change = (
+                f"{row.meta_utility - previous:+.3f}"
+                if row.meta_utility is not None and previous is not None
+                else ""
+            )
+            if generation == 0:
+                outcome = "seed"
+            elif row.adopted:
+                outcome = "adopted"
+            elif row.adopted is False:
+                outcome = f"kept previous: {row.reason}"
+            else:
+                outcome = "unfinished"
+            table.add_row(
+                str(generation),
+                fmt(row.meta_utility),
+                fmt(row.test_meta_utility),
+                change,
+                str(row.candidates),
+                str(row.approved),
+                str(row.rejected),
+                outcome,
+            )
+            if row.meta_utility is not None and (generation == 0 or row.adopted):
+                previous = row.meta_utility
+        return table
+
+
+def model_label(model: str) -> str:
+    if model == "demo":
+        return "demo (scripted, offline — not a language model)"
+    return model
+
+
+async def drive(
+    run: StopRun, *, ask: bool, console: Console | None = None
+) -> tuple[str, HeadlessView]:
+    view = HeadlessView(run, console, ask=ask)
+    approvals = asyncio.ensure_future(view.approvals()) if ask else None
+    view.progress.start()
+    try:
+        status = await run.run()
+    finally:
+        view.progress.stop()
+        if approvals is not None:
+            approvals.cancel()
+    return status, view
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty()

@@ -1,0 +1,164 @@
+"""The approval gate: no generated improver runs before someone says yes.
+
+The engine builds an :class:`ApprovalRequest` and awaits :meth:`Gate.ask`.
+A policy may answer at once (``auto``, ``reject-flagged``, or an
+``each-generation`` run asking about a candidate); otherwise the request is
+published as an event and waits until a front end calls
+:meth:`ApprovalRequest.resolve`. Whoever answers, the engine sees a
+:class:`Decision` carrying who decided, when, why, and any edited source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Policy(StrEnum):
+    EVERY_CANDIDATE = "every-candidate"
+    EACH_GENERATION = "each-generation"
+    AUTO = "auto"
+    REJECT_FLAGGED = "reject-flagged"
+
+
+class Purpose(StrEnum):
+    CANDIDATE = "candidate"  # a generated improver about to be scored by the meta-utility
+    ADOPTION = "adoption"  # a returned improver about to become the next generation's improver
+
+
+@dataclass(frozen=True)
+class Decision:
+    approved: bool
+    by: str
+    at: float = field(default_factory=time.time)
+    reason: str = ""
+    edited_source: str | None = None
+
+    @property
+    def edited(self) -> bool:
+        return self.edited_source is not None
+
+    @property
+    def label(self) -> str:
+        if not self.approved:
+            return "rejected"
+        return "edited" if self.edited else "approved"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "approved": self.approved,
+            "by": self.by,
+            "at": self.at,
+            "reason": self.reason,
+            "edited": self.edited,
+            "label": self.label,
+        }
+
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class ApprovalRequest:
+    """One question to a person (or a policy). Resolve it exactly once."""
+
+    run_id: str
+    generation: int
+    index: int | None
+    purpose: Purpose
+    source: str
+    parent_source: str
+    flags: tuple[str, ...]
+    allowances: dict[str, Any]
+    request_id: str = field(default_factory=lambda: f"req-{next(_ids)}")
+    _future: asyncio.Future[Decision] | None = field(default=None, repr=False)
+
+    def _bind(self) -> asyncio.Future[Decision]:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        return self._future
+
+    @property
+    def pending(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    def resolve(self, decision: Decision) -> None:
+        """Answer the request; safe to call from the event loop's thread only."""
+        future = self._bind()
+        if not future.done():
+            future.set_result(decision)
+
+    def approve(self, by: str | None = None, reason: str = "") -> None:
+        self.resolve(Decision(True, by or human_identity(), reason=reason))
+
+    def reject(self, reason: str = "", by: str | None = None) -> None:
+        self.resolve(Decision(False, by or human_identity(), reason=reason))
+
+    def approve_edited(self, source: str, by: str | None = None, reason: str = "") -> None:
+        self.resolve(Decision(True, by or human_identity(), reason=reason, edited_source=source))
+
+
+def human_identity() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no passwd entry
+        return "unknown-user"
+
+
+class Gate:
+    """Applies the run's policy and, where a person must decide, waits for one.
+
+    Every listener is called with each request that needs a person (the engine
+    publishes it as an event; a front end may queue it for display);
+    ``approve_rest_of_generation`` lets a front end approve the remaining
+    candidates of one generation.
+    """
+
+    def __init__(
+        self, policy: Policy, on_request: Callable[[ApprovalRequest], None] | None = None
+    ) -> None:
+        self.policy = policy
+        self.listeners: list[Callable[[ApprovalRequest], None]] = []
+        if on_request is not None:
+            self.listeners.append(on_request)
+        self.pending: dict[str, ApprovalRequest] = {}
+        self._approve_rest: set[int] = set()
+
+    def approve_rest_of_generation(self, generation: int, by: str | None = None) -> None:
+        self._approve_rest.add(generation)
+        for request in list(self.pending.values()):
+            if request.generation == generation and request.purpose is Purpose.CANDIDATE:
+                request.approve(by, reason="approved the rest of this generation")
+
+    def automatic(self, request: ApprovalRequest) -> Decision | None:
+        """The policy's own answer, or None when a person must decide."""
+        if self.policy is Policy.AUTO:
+            return Decision(True, "policy:auto")
+        if self.policy is Policy.REJECT_FLAGGED:
+            if request.flags:
+                return Decision(False, "policy:reject-flagged", reason="; ".join(request.flags))
+            return Decision(True, "policy:reject-flagged")
+        if self.policy is Policy.EACH_GENERATION and request.purpose is Purpose.CANDIDATE:
+            return Decision(True, "policy:each-generation")
+        if request.purpose is Purpose.CANDIDATE and request.generation in self._approve_rest:
+            return Decision(True, human_identity(), reason="approved the rest of this generation")
+        return None
+
+    async def ask(self, request: ApprovalRequest) -> Decision:
+        decision = self.automatic(request)
+        if decision is not None:
+            return decision
+        future = request._bind()
+        self.pending[request.request_id] = request
+        try:
+            for listener in list(self.listeners):
+                listener(request)
+            return await future
+        finally:
+            self.pending.pop(request.request_id, None)

@@ -1,0 +1,228 @@
+"""Typed events: everything a front end shows comes through here.
+
+The engine publishes events on an :class:`EventBus`; the TUI and the headless
+CLI each subscribe and render the same stream. Events are frozen dataclasses
+with plain-data fields so they can also be logged as JSON (``to_dict``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base class. ``kind`` names the event in logs; ``at`` is a wall-clock stamp."""
+
+    kind: ClassVar[str] = "event"
+    run_id: str = ""
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    task: str
+    model: str
+    generations: int
+    resumed_from_generation: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    status: str  # finished | cancelled | failed | stopped-by-budget
+    message: str = ""
+    best_generation: int | None = None
+    best_meta_utility: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPaused(Event):
+    kind: ClassVar[str] = "run_paused"
+    paused: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationStarted(Event):
+    kind: ClassVar[str] = "generation_started"
+    generation: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationFinished(Event):
+    kind: ClassVar[str] = "generation_finished"
+    generation: int
+    adopted: bool
+    meta_utility: float | None
+    test_meta_utility: float | None
+    reason: str = ""
+    commit: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMRequested(Event):
+    kind: ClassVar[str] = "lm_requested"
+    context: str
+    n: int
+    temperature: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMResponded(Event):
+    kind: ClassVar[str] = "lm_responded"
+    context: str
+    n: int
+    prompt_tokens: int
+    completion_tokens: int
+    usage_estimated: bool
+    cost: float | None
+    latency: float
+    retries: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandidateProposed(Event):
+    kind: ClassVar[str] = "candidate_proposed"
+    generation: int
+    index: int
+    summary: str
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRequested(Event):
+    kind: ClassVar[str] = "approval_requested"
+    request_id: str
+    generation: int
+    index: int | None
+    purpose: str  # "candidate" | "adoption"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalDecided(Event):
+    kind: ClassVar[str] = "approval_decided"
+    request_id: str
+    generation: int
+    index: int | None
+    approved: bool
+    by: str
+    reason: str = ""
+    edited: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class UtilityEvaluated(Event):
+    kind: ClassVar[str] = "utility_evaluated"
+    context: str
+    task: str
+    split: str
+    score: float
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaUtilityEvaluated(Event):
+    kind: ClassVar[str] = "meta_utility_evaluated"
+    generation: int
+    index: int | None  # None: the returned improver's re-score
+    meta_utility: float
+    per_test: tuple[float, ...]
+    test_meta_utility: float | None = None
+    test_per_test: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationProgress(Event):
+    """A meta-utility evaluation's progress: ``done`` of ``total`` downstream runs."""
+
+    kind: ClassVar[str] = "evaluation_progress"
+    generation: int
+    index: int | None
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetExceededEvent(Event):
+    kind: ClassVar[str] = "budget_exceeded"
+    context: str
+    budget: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SafetyFlagged(Event):
+    kind: ClassVar[str] = "safety_flagged"
+    generation: int
+    index: int | None
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineError(Event):
+    kind: ClassVar[str] = "engine_error"
+    message: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepCommitted(Event):
+    kind: ClassVar[str] = "step_committed"
+    generation: int
+    index: int | None
+    commit: str
+    ref: str
+
+
+class EventBus:
+    """Fan-out of events to any number of subscribers.
+
+    ``publish`` never blocks the engine: each subscriber has its own unbounded
+    queue. Plain callbacks (``on``) run synchronously, in order.
+    """
+
+    _CLOSED: ClassVar[object] = object()
+
+    def __init__(self) -> None:
+        self._queues: list[asyncio.Queue[object]] = []
+        self._callbacks: list[Callable[[Event], None]] = []
+        self.history: list[Event] = []
+
+    def on(self, callback: Callable[[Event], None]) -> None:
+        self._callbacks.append(callback)
+
+    def publish(self, event: Event) -> None:
+        self.history.append(event)
+        for callback in list(self._callbacks):
+            callback(event)
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+    def close(self) -> None:
+        for queue in self._queues:
+            queue.put_nowait(self._CLOSED)
+
+    async def subscribe(self) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queues.append(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is self._CLOSED:
+                    return
+                assert isinstance(item, Event)
+                yield item
+        finally:
+            self._queues.remove(queue)

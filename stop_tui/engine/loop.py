@@ -1,0 +1,658 @@
+"""The STOP loop: an improver improves itself, generation after generation.
+
+Generation 0 scores the seed improver with the meta-utility (the paper's
+T = 0). Generation t runs the current improver ``I`` on itself:
+``I_t = I(meta_utility, I, LM)``. Every call ``I`` makes to its utility is a
+*candidate*: it is audited, put to the approval gate, scored by the
+meta-utility (``meta_utility_tests`` downstream runs of the candidate on the
+task's seed solution, each with fresh budgets, run concurrently) and committed.
+What ``I`` returns is audited, approved for adoption, and re-scored by the
+parent with a fresh meta-utility evaluation; it becomes the next improver when
+it runs and scores above zero, otherwise the run keeps the previous improver
+and records why (as the reference implementation does).
+
+Everything a front end shows is published on the :class:`EventBus`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stop_tui.engine.approval import ApprovalRequest, Decision, Gate, Purpose
+from stop_tui.engine.audit import Flag, audit_source
+from stop_tui.engine.config import RunConfig
+from stop_tui.engine.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    BudgetExceededEvent,
+    CandidateProposed,
+    EngineError,
+    EvaluationProgress,
+    EventBus,
+    GenerationFinished,
+    GenerationStarted,
+    LMRequested,
+    LMResponded,
+    MetaUtilityEvaluated,
+    RunFinished,
+    RunPaused,
+    RunStarted,
+    SafetyFlagged,
+    UtilityEvaluated,
+)
+from stop_tui.engine.meta_text import meta_utility_text
+from stop_tui.engine.recorder import Recorder, StepResult, TestResult
+from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
+from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
+from stop_tui.lm.types import Backend
+from stop_tui.sandbox.api import Limits, Sandbox
+from stop_tui.tasks.evaluate import EvalResult, evaluate, rng_seed_for
+from stop_tui.tasks.registry import Task, get_task
+
+
+def summarize(source: str) -> str:
+    """One line saying what an improver or solution is: its docstring's first
+    line, else its first comment, else its size."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "does not parse"
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = ast.get_docstring(node)
+            if doc:
+                return doc.strip().splitlines()[0][:100]
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and len(stripped) > 2:
+            return stripped.lstrip("# ")[:100]
+    return f"{len(source.splitlines())} lines"
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values) if values else 0.0
+
+
+@dataclass
+class MetaResult:
+    meta_utility: float
+    test_meta_utility: float
+    tests: list[TestResult]
+    flags: list[Flag] = field(default_factory=list)
+    lm_calls: int = 0
+    utility_calls: int = 0
+    seconds: float = 0.0
+
+
+class StopRun:
+    """One run of STOP. Create, then ``await run()``; ``pause``/``resume``/``cancel``
+    may be called from the front end while it runs (on the same event loop)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        sandbox: Sandbox,
+        backend: Backend,
+        recorder: Recorder,
+        bus: EventBus | None = None,
+        gate: Gate | None = None,
+        task: Task | None = None,
+        decisions: Callable[[int, int | None, str], Decision | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.sandbox = sandbox
+        self.backend = backend
+        self.recorder = recorder
+        self.bus = bus or EventBus()
+        self.gate = gate or Gate(config.policy)
+        self.gate.listeners.insert(0, self._publish_request)
+        self.task = task or get_task(config.task)
+        self.recorded_decisions = decisions
+        self.run_budget = RunBudget(max_calls=config.max_calls, max_tokens=config.max_tokens)
+        if config.max_cost is not None:
+            self.run_budget.max_cost = config.max_cost
+        self._running = asyncio.Event()
+        self._running.set()
+        self._abort: BaseException | None = None
+        self._serial = asyncio.Lock() if config.serial else None
+        self._eval_cache: dict[tuple[str, str], EvalResult] = {}
+        self._eval_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._approved_sources: dict[tuple[int, str], Decision] = {}
+        self.lm_calls_in_flight = 0
+        self.candidate_flags: list[list[Flag]] = []
+        self.meta_text = meta_utility_text(
+            task=self.task.name,
+            task_utility=self.task.public_utility,
+            meta_utility_budget=config.meta_utility_budget,
+            meta_utility_tests=config.meta_utility_tests,
+            lm_budget=config.lm_budget,
+            max_responses_per_call=config.max_responses_per_call,
+            utility_budget=config.utility_budget,
+        )
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        if self._running.is_set():
+            self._running.clear()
+            self.bus.publish(RunPaused(run_id=self.run_id, paused=True))
+
+    def resume(self) -> None:
+        if not self._running.is_set():
+            self._running.set()
+            self.bus.publish(RunPaused(run_id=self.run_id, paused=False))
+
+    async def checkpoint(self) -> None:
+        """Where a paused run waits, and where an aborted run stops."""
+        if self._abort is not None:
+            raise RunAborted(str(self._abort))
+        await self._running.wait()
+
+    def abort(self, exc: BaseException) -> None:
+        if self._abort is None:
+            self._abort = exc
+            self.bus.publish(EngineError(run_id=self.run_id, message=str(exc), fatal=True))
+
+    # ------------------------------------------------------------------ events
+
+    def _publish_request(self, request: ApprovalRequest) -> None:
+        self.bus.publish(
+            ApprovalRequested(
+                run_id=self.run_id,
+                request_id=request.request_id,
+                generation=request.generation,
+                index=request.index,
+                purpose=request.purpose.value,
+            )
+        )
+
+    def _lm_event(self, event: LMEvent) -> None:
+        if event.kind == "request" and event.request is not None:
+            self.lm_calls_in_flight += 1
+            self.bus.publish(
+                LMRequested(
+                    run_id=self.run_id,
+                    context=event.label,
+                    n=event.request.n,
+                    temperature=event.request.temperature,
+                )
+            )
+        elif event.kind in ("response", "error") and event.request is not None:
+            self.lm_calls_in_flight = max(0, self.lm_calls_in_flight - 1)
+            result = event.result
+            self.bus.publish(
+                LMResponded(
+                    run_id=self.run_id,
+                    context=event.label,
+                    n=event.request.n,
+                    prompt_tokens=result.prompt_tokens if result else 0,
+                    completion_tokens=result.completion_tokens if result else 0,
+                    usage_estimated=result.usage_estimated if result else False,
+                    cost=result.cost if result else None,
+                    latency=result.latency if result else 0.0,
+                    retries=result.retries if result else 0,
+                    error=event.error,
+                )
+            )
+        elif event.kind == "budget_exceeded":
+            self.bus.publish(
+                BudgetExceededEvent(
+                    run_id=self.run_id,
+                    context=event.label,
+                    budget=f"{event.scope}:{event.budget_kind}",
+                    message=event.error or "",
+                )
+            )
+
+    # ------------------------------------------------------------------ pieces
+
+    def _language_model(self, context: str) -> LanguageModel:
+        return LanguageModel(
+            self.backend,
+            model=self.config.model,
+            budget=self.config.lm_budget,
+            max_responses_per_call=self.config.max_responses_per_call,
+            run_budget=self.run_budget,
+            on_event=self._lm_event,
+            label=context,
+        )
+
+    def _improver_limits(self, wall: float) -> Limits:
+        return Limits(
+            wall_time=wall,
+            cpu_time=self.config.improver_cpu_seconds,
+            memory_mb=self.config.improver_memory_mb,
+        )
+
+    async def evaluate(self, source: str, split: str, context: str) -> EvalResult:
+        """Score a solution on the task (cached: evaluation is deterministic)."""
+        key = (source_hash(source), split)
+        lock = self._eval_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._eval_cache.get(key)
+            if cached is None:
+                await self.checkpoint()
+                if self._serial is not None:
+                    async with self._serial:
+                        cached = await evaluate(
+                            self.task, source, split, self.sandbox, salt=self.config.seed
+                        )
+                else:
+                    cached = await evaluate(
+                        self.task, source, split, self.sandbox, salt=self.config.seed
+                    )
+                self._eval_cache[key] = cached
+        if split == "val":
+            self.bus.publish(
+                UtilityEvaluated(
+                    run_id=self.run_id,
+                    context=context,
+                    task=self.task.name,
+                    split=split,
+                    score=cached.score,
+                    flags=tuple(cached.flags),
+                )
+            )
+        return cached
+
+    async def downstream_run(self, improver: str, context: str) -> TestResult:
+        """One meta-utility test: run ``improver`` on the task's seed solution with
+        fresh budgets, then score what it returns on both splits."""
+        await self.checkpoint()
+        lm = self._language_model(context)
+
+        async def utility(solution: Any, use_sandbox: bool) -> float:
+            if not isinstance(solution, str):
+                return 0.0
+            return (await self.evaluate(solution, "val", context)).score
+
+        call = ImproverCall(
+            source=improver,
+            initial_solution=self.task.seed_solution,
+            utility_text=self.task.public_utility,
+            utility_budget=self.config.utility_budget,
+            utility=utility,
+            language_model=lm,
+            limits=self._improver_limits(wall=900.0),
+            rng_seed=rng_seed_for(improver, context, self.config.seed),
+            on_abort=self.abort,
+        )
+        outcome = await run_improver(self.sandbox, call)
+        if self._abort is not None:
+            raise RunAborted(str(self._abort))
+        solution = outcome.result
+        if solution is None:
+            return TestResult(
+                val=0.0,
+                test=0.0,
+                solution=None,
+                error=outcome.error,
+                flags=outcome.flags,
+                lm_calls=outcome.lm_calls,
+                utility_calls=outcome.utility_calls,
+                stdout=outcome.stdout,
+                stderr=outcome.stderr,
+            )
+        val, test = await asyncio.gather(
+            self.evaluate(solution, "val", context), self.evaluate(solution, "test", context)
+        )
+        flags = list(outcome.flags)
+        if "malformed" in val.flags or "malformed" in test.flags:
+            flags.append(Flag("reward", "malformed", "its solution returned malformed outputs"))
+        return TestResult(
+            val=val.score,
+            test=test.score,
+            solution=solution,
+            error=None,
+            flags=flags,
+            lm_calls=outcome.lm_calls,
+            utility_calls=outcome.utility_calls,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+        )
+
+    async def meta_utility(
+        self, improver: str, generation: int, index: int | None, prefix: str
+    ) -> MetaResult:
+        started = time.perf_counter()
+        n = self.config.meta_utility_tests
+        done = 0
+
+        async def one(k: int) -> TestResult:
+            nonlocal done
+            if self._serial is not None:
+                result = await self.downstream_run(improver, f"{prefix}/t{k}")
+            else:
+                result = await self.downstream_run(improver, f"{prefix}/t{k}")
+            done += 1
+            self.bus.publish(
+                EvaluationProgress(
+                    run_id=self.run_id, generation=generation, index=index, done=done, total=n
+                )
+            )
+            return result
+
+        if self._serial is not None:
+            tests = [await one(k) for k in range(n)]
+        else:
+            tests = list(await asyncio.gather(*(one(k) for k in range(n))))
+        flags: list[Flag] = []
+        for test in tests:
+            for flag in test.flags:
+                if flag not in flags:
+                    flags.append(flag)
+        result = MetaResult(
+            meta_utility=mean([t.val for t in tests]),
+            test_meta_utility=mean([t.test for t in tests]),
+            tests=tests,
+            flags=flags,
+            lm_calls=sum(t.lm_calls for t in tests),
+            utility_calls=sum(t.utility_calls for t in tests),
+            seconds=time.perf_counter() - started,
+        )
+        self.bus.publish(
+            MetaUtilityEvaluated(
+                run_id=self.run_id,
+                generation=generation,
+                index=index,
+                meta_utility=result.meta_utility,
+                per_test=tuple(t.val for t in tests),
+                test_meta_utility=result.test_meta_utility,
+                test_per_test=tuple(t.test for t in tests),
+            )
+        )
+        return result
+
+    async def decide(
+        self,
+        *,
+        generation: int,
+        index: int | None,
+        purpose: Purpose,
+        source: str,
+        parent_source: str,
+        flags: list[Flag],
+    ) -> Decision:
+        """Ask the gate (or the recorded decision, when replaying)."""
+        await self.checkpoint()
+        decision: Decision | None = None
+        if self.recorded_decisions is not None:
+            decision = self.recorded_decisions(generation, index, purpose.value)
+        if decision is None and purpose is Purpose.CANDIDATE:
+            decision = self._approved_sources.get((generation, source_hash(source)))
+        if decision is None:
+            request = ApprovalRequest(
+                run_id=self.run_id,
+                generation=generation,
+                index=index,
+                purpose=purpose,
+                source=source,
+                parent_source=parent_source,
+                flags=tuple(str(f) for f in flags),
+                allowances=self.allowances(),
+            )
+            decision = await self.gate.ask(request)
+            request_id = request.request_id
+        else:
+            request_id = "recorded"
+        self.bus.publish(
+            ApprovalDecided(
+                run_id=self.run_id,
+                request_id=request_id,
+                generation=generation,
+                index=index,
+                approved=decision.approved,
+                by=decision.by,
+                reason=decision.reason,
+                edited=decision.edited,
+            )
+        )
+        if decision.approved and purpose is Purpose.CANDIDATE and not decision.edited:
+            self._approved_sources[(generation, source_hash(source))] = decision
+        return decision
+
+    def allowances(self) -> dict[str, Any]:
+        """What an approved improver will be allowed to do (shown at the approval)."""
+        c = self.config
+        return {
+            "meta-utility tests": c.meta_utility_tests,
+            "language-model calls per run": c.lm_budget,
+            "responses per call": c.max_responses_per_call,
+            "utility calls per run": c.utility_budget,
+            "CPU seconds per run": c.improver_cpu_seconds,
+            "memory (MiB)": c.improver_memory_mb,
+            "network": "none",
+            "files": "a private scratch directory only",
+        }
+
+    # ------------------------------------------------------------------ generations
+
+    async def score_seed(self, improver: str) -> MetaResult:
+        result = await self.meta_utility(improver, 0, None, "g0/final")
+        self.recorder.seed_scored(improver, result_to_step(result, improver, None))
+        return result
+
+    async def generation(
+        self, generation: int, improver: str
+    ) -> tuple[str, bool, MetaResult | None]:
+        """Run one generation; return (next improver, adopted?, its meta-utility result)."""
+        self.bus.publish(GenerationStarted(run_id=self.run_id, generation=generation))
+        meta_uses = 0
+        budget = self.config.meta_utility_budget
+        resumed = self.recorder.committed_candidates(generation)
+
+        async def meta_utility_call(solution: Any, use_sandbox: bool) -> float:
+            nonlocal meta_uses
+            index = meta_uses
+            meta_uses += 1
+            if not isinstance(solution, str):
+                return 0.0
+            prior = resumed.get(index)
+            if prior is not None and prior.source_hash == source_hash(solution):
+                return prior.meta_utility  # committed before a crash: nothing runs again
+            return await self.candidate(generation, index, solution, improver)
+
+        lm = self._language_model(f"g{generation}/meta")
+        call = ImproverCall(
+            source=improver,
+            initial_solution=improver,
+            utility_text=self.meta_text,
+            utility_budget=budget,
+            utility=meta_utility_call,
+            language_model=lm,
+            limits=self._improver_limits(wall=7 * 24 * 3600.0),
+            rng_seed=rng_seed_for(improver, f"g{generation}/meta", self.config.seed),
+            on_abort=self.abort,
+        )
+        outcome = await run_improver(self.sandbox, call)
+        if self._abort is not None:
+            raise RunAborted(str(self._abort))
+        returned = outcome.result
+        reason = ""
+        adopted = False
+        result: MetaResult | None = None
+        decision: Decision | None = None
+        flags = list(outcome.flags)
+        if returned is None:
+            reason = f"the improver failed: {outcome.error}"
+        else:
+            static = audit_source(returned)
+            flags_all = static + flags
+            decision = await self.decide(
+                generation=generation,
+                index=None,
+                purpose=Purpose.ADOPTION,
+                source=returned,
+                parent_source=improver,
+                flags=flags_all,
+            )
+            if not decision.approved:
+                reason = f"adoption rejected by {decision.by}" + (
+                    f": {decision.reason}" if decision.reason else ""
+                )
+            else:
+                if decision.edited_source is not None:
+                    returned = decision.edited_source
+                    static = audit_source(returned)
+                result = await self.meta_utility(returned, generation, None, f"g{generation}/final")
+                flags = static + flags + result.flags
+                if result.meta_utility > 0:
+                    adopted = True
+                else:
+                    reason = "the returned improver scored 0 (kept the previous improver)"
+        step = result_to_step(result, returned or improver, decision)
+        step.flags = flags
+        step.summary = summarize(returned) if returned and adopted else ""
+        step.extra["improver_stdout"] = outcome.stdout[-4000:]
+        step.extra["improver_stderr"] = outcome.stderr[-4000:]
+        step.extra["meta_utility_calls"] = meta_uses
+        step.extra["reason"] = reason
+        next_improver = returned if adopted and returned is not None else improver
+        commit = self.recorder.generation_done(generation, next_improver, step, adopted)
+        self.bus.publish(
+            GenerationFinished(
+                run_id=self.run_id,
+                generation=generation,
+                adopted=adopted,
+                meta_utility=result.meta_utility if result else None,
+                test_meta_utility=result.test_meta_utility if result else None,
+                reason=reason,
+                commit=commit,
+            )
+        )
+        return next_improver, adopted, result
+
+    async def candidate(self, generation: int, index: int, source: str, parent: str) -> float:
+        """A candidate improver proposed in ``generation``: audit, approve, score, commit."""
+        flags = audit_source(source)
+        self.candidate_flags.append(flags)
+        self.bus.publish(
+            CandidateProposed(
+                run_id=self.run_id,
+                generation=generation,
+                index=index,
+                summary=summarize(source),
+                flags=tuple(str(f) for f in flags),
+            )
+        )
+        if flags:
+            self.bus.publish(
+                SafetyFlagged(
+                    run_id=self.run_id,
+                    generation=generation,
+                    index=index,
+                    flags=tuple(str(f) for f in flags),
+                )
+            )
+        decision = await self.decide(
+            generation=generation,
+            index=index,
+            purpose=Purpose.CANDIDATE,
+            source=source,
+            parent_source=parent,
+            flags=flags,
+        )
+        if not decision.approved:
+            step = StepResult(
+                meta_utility=0.0,
+                test_meta_utility=None,
+                tests=[],
+                flags=flags,
+                decision=decision,
+                summary=summarize(source),
+            )
+            self.recorder.candidate_done(generation, index, source, source, step)
+            return 0.0
+        run_source = decision.edited_source if decision.edited_source is not None else source
+        result = await self.meta_utility(run_source, generation, index, f"g{generation}/c{index}")
+        step = result_to_step(result, run_source, decision)
+        step.flags = audit_source(run_source) + result.flags
+        self.candidate_flags[-1] = step.flags
+        self.recorder.candidate_done(generation, index, source, run_source, step)
+        return result.meta_utility
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> str:
+        """Run (or continue) the loop; returns the final status."""
+        config = self.config
+        start = self.recorder.start(config)
+        improver = start.improver
+        self.bus.publish(
+            RunStarted(
+                run_id=self.run_id,
+                task=config.task,
+                model=config.model,
+                generations=config.generations,
+                resumed_from_generation=start.completed_generation,
+            )
+        )
+        status = "finished"
+        message = ""
+        try:
+            await self.sandbox.start()
+            if not start.seed_scored:
+                await self.score_seed(improver)
+            for generation in range(start.completed_generation + 1, config.generations + 1):
+                await self.checkpoint()
+                improver, _, _ = await self.generation(generation, improver)
+        except RunAborted as exc:
+            status, message = "failed", str(exc)
+        except asyncio.CancelledError:
+            status, message = "cancelled", "stopped by the user"
+            self.recorder.finish(status, message)
+            self.bus.publish(RunFinished(run_id=self.run_id, status=status, message=message))
+            raise
+        except Exception as exc:  # the engine must not take the front end down
+            status, message = "failed", f"{type(exc).__name__}: {exc}"
+            self.bus.publish(EngineError(run_id=self.run_id, message=message, fatal=True))
+        best = self.recorder.finish(status, message)
+        self.bus.publish(
+            RunFinished(
+                run_id=self.run_id,
+                status=status,
+                message=message,
+                best_generation=best[0] if best else None,
+                best_meta_utility=best[1] if best else None,
+            )
+        )
+        return status
+
+
+def result_to_step(result: MetaResult | None, source: str, decision: Decision | None) -> StepResult:
+    if result is None:
+        return StepResult(
+            meta_utility=None, test_meta_utility=None, tests=[], flags=[], decision=decision
+        )
+    return StepResult(
+        meta_utility=result.meta_utility,
+        test_meta_utility=result.test_meta_utility,
+        tests=result.tests,
+        flags=list(result.flags),
+        decision=decision,
+        summary=summarize(source),
+        lm_calls=result.lm_calls,
+        utility_calls=result.utility_calls,
+        seconds=result.seconds,
+    )

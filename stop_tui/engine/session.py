@@ -1,0 +1,160 @@
+"""Building a run from settings: the one place front ends go through.
+
+``prepare_run`` turns validated :class:`~stop_tui.config.Settings` into a
+:class:`StopRun` wired to the sandbox, the run's recording backend and the git
+run store; ``prepare_resume`` does the same for a saved run. Both front ends
+(the TUI and the headless CLI) call these, then consume ``run.bus``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from stop_tui.config import Settings, make_run_backend
+from stop_tui.engine.approval import Gate, Policy
+from stop_tui.engine.config import RunConfig, new_run_id
+from stop_tui.engine.events import EventBus
+from stop_tui.engine.loop import StopRun
+from stop_tui.engine.recorder import StoreRecorder, work_transcript_path
+from stop_tui.errors import UserError
+from stop_tui.lm.types import Backend, ChatRequest, ChatResult
+from stop_tui.paths import improvers_dir
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.store.store import RunStore
+from stop_tui.tasks.registry import get_task
+
+
+def seed_improver() -> str:
+    return (improvers_dir() / "seed.py").read_text(encoding="utf-8")
+
+
+def run_config(
+    settings: Settings, *, default_policy: Policy, run_id: str | None = None
+) -> RunConfig:
+    get_task(settings.task)  # a clear error for an unknown task, before anything starts
+    return RunConfig(
+        task=settings.task,
+        model=settings.model,
+        generations=settings.generations,
+        max_responses_per_call=settings.max_responses_per_call,
+        lm_budget=settings.lm_budget,
+        utility_budget=settings.utility_budget,
+        meta_utility_budget=settings.meta_utility_budget,
+        meta_utility_tests=settings.meta_utility_tests,
+        approval=(settings.approval or default_policy.value),
+        seed=settings.seed,
+        max_calls=settings.max_calls,
+        max_tokens=settings.max_tokens_total,
+        max_cost=settings.max_cost,
+        demo_failure_rate=settings.demo_failure_rate,
+        demo_no_code_rate=settings.demo_no_code_rate,
+        demo_latency=settings.demo_latency,
+        run_id=run_id or new_run_id(),
+    )
+
+
+class SerialBackend:
+    """Sends one request at a time (benchmarks compare it with the engine's concurrency)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._lock = asyncio.Lock()
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        async with self._lock:
+            return await self.inner.complete(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class Prepared:
+    run: StopRun
+    backend: Backend
+    sandbox: Sandbox
+    store: RunStore
+
+    async def close(self) -> None:
+        try:
+            await self.backend.aclose()
+        finally:
+            await self.sandbox.close()
+
+
+def open_store(settings: Settings) -> RunStore:
+    return RunStore(settings.workspace, create=True)
+
+
+def _backend(
+    settings: Settings, store: RunStore, run_id: str, *, resume: bool, serial: bool
+) -> Backend:
+    backend = make_run_backend(settings, work_transcript_path(store, run_id), resume=resume)
+    return SerialBackend(backend) if serial else backend
+
+
+def prepare_run(
+    settings: Settings,
+    *,
+    default_policy: Policy,
+    unsafe: bool = False,
+    gate: Gate | None = None,
+    bus: EventBus | None = None,
+    serial: bool = False,
+    command: str = "run",
+) -> Prepared:
+    config = run_config(settings, default_policy=default_policy).replace(serial=serial)
+    store = open_store(settings)
+    sandbox = Sandbox(unsafe=unsafe)
+    backend = _backend(settings, store, config.run_id, resume=False, serial=serial)
+    recorder = StoreRecorder(store, seed_improver(), command=command)
+    run = StopRun(config, sandbox=sandbox, backend=backend, recorder=recorder, bus=bus, gate=gate)
+    return Prepared(run, backend, sandbox, store)
+
+
+def prepare_resume(
+    settings: Settings,
+    run_id: str,
+    *,
+    unsafe: bool = False,
+    gate: Gate | None = None,
+    bus: EventBus | None = None,
+    generations: int | None = None,
+) -> Prepared:
+    """Continue a saved run from its last committed step. LM responses already paid
+    for (in the run's work transcript) are served again instead of being re-bought."""
+    store = RunStore(settings.workspace)
+    if not store.exists:
+        raise UserError(
+            f"no workspace at {settings.workspace}", hint="pass --workspace or start a run first"
+        )
+    store.require_run(run_id)
+    saved = store.get_config(run_id)
+    config = RunConfig.from_dict(dict(saved.settings))
+    if generations is not None:
+        config = config.replace(generations=generations)
+    state = store.get_state(run_id)
+    if state is not None and state.status == "finished" and generations is None:
+        tip_generation = max((s.generation for s in store.list_steps(run_id)), default=0)
+        if tip_generation >= config.generations:
+            raise UserError(
+                f"run {run_id} already finished its {config.generations} generations",
+                hint="pass --generations N to continue it further",
+            )
+    # The saved run's model and demo knobs win; the user's endpoint settings still apply.
+    run_settings = settings.model_copy(
+        update={
+            "model": config.model,
+            "seed": config.seed,
+            "demo_failure_rate": config.demo_failure_rate,
+            "demo_no_code_rate": config.demo_no_code_rate,
+            "demo_latency": config.demo_latency,
+        }
+    )
+    sandbox = Sandbox(unsafe=unsafe)
+    backend = _backend(run_settings, store, run_id, resume=True, serial=config.serial)
+    recorder = StoreRecorder(store, seed_improver(), resume=True, command="resume")
+    run = StopRun(config, sandbox=sandbox, backend=backend, recorder=recorder, bus=bus, gate=gate)
+    return Prepared(run, backend, sandbox, store)

@@ -1,0 +1,197 @@
+"""Evaluate an untrusted solution on a task's hidden split, in the sandbox.
+
+The parent generates the instances and scores the outputs; the child only
+ever sees the positional arguments of one instance at a time. Times are
+measured in the parent. A solution that times out on one instance scores 0
+there, its child is killed, and a fresh child (never the same one) takes the
+remaining instances; after ``MAX_TIMEOUTS`` timeouts the rest score 0 unrun,
+which bounds the cost of a hostile solution to about
+``MAX_TIMEOUTS * time_limit`` seconds plus start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from stop_tui.sandbox import codec
+from stop_tui.sandbox.api import Child, Limits, Sandbox
+from stop_tui.tasks import Malformed
+from stop_tui.tasks.registry import Task
+
+MAX_TIMEOUTS = 3
+READY_TIMEOUT = 20.0  # seconds to define the solution (imports, top-level code)
+SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    index: int
+    score: float
+    seconds: float | None  # parent-measured; None when the instance did not run
+    flag: str | None = None  # timeout | malformed: ... | error: ... | crashed: ... | skipped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "score": self.score,
+            "seconds": self.seconds,
+            "flag": self.flag,
+        }
+
+
+@dataclass
+class EvalResult:
+    task: str
+    split: str
+    score: float
+    instances: list[InstanceResult]
+    flags: list[str] = field(default_factory=list)  # distinct kinds, for audits and tables
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "split": self.split,
+            "score": self.score,
+            "flags": self.flags,
+            "seconds": self.seconds,
+            "instances": [r.to_dict() for r in self.instances],
+        }
+
+
+def rng_seed_for(source: str, split: str, salt: int = 0) -> int:
+    """The seed of the child's ``random`` and ``numpy.random`` for one evaluation.
+
+    It depends only on the solution's text, the split and the run's seed, so the
+    same solution scores the same wherever and whenever it is evaluated: replays
+    reproduce scores exactly and resumed runs need not re-run anything.
+    """
+    digest = hashlib.sha256(f"{salt}\0{split}\0{source}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def solution_limits(task: Task) -> Limits:
+    count = max(split.count for split in task.splits.values())
+    wall = READY_TIMEOUT + count * max(task.time_limit, 0.05) * 4 + 10
+    return Limits(wall_time=wall, cpu_time=wall, memory_mb=1024)
+
+
+def _flag_kind(flag: str) -> str:
+    return flag.split(":", 1)[0]
+
+
+async def _spawn(sandbox: Sandbox, task: Task, source: str, seed: int) -> tuple[Child, str | None]:
+    child = await sandbox.spawn(
+        "solution",
+        {"source": source, "entry_point": task.entry_point, "rng_seed": seed},
+        solution_limits(task),
+    )
+    ready = await child.recv(timeout=READY_TIMEOUT)
+    if ready is None:
+        info = await child.kill()
+        return child, f"error: the solution did not start ({info.summary})"
+    if "error" in ready:
+        await child.kill()
+        return child, f"error: {str(ready['error'])[:300]}"
+    return child, None
+
+
+async def evaluate(
+    task: Task,
+    source: str,
+    split: str,
+    sandbox: Sandbox,
+    *,
+    salt: int = 0,
+) -> EvalResult:
+    """Score ``source`` on every instance of ``split`` (``"val"`` or ``"test"``)."""
+    if split not in task.splits:
+        raise ValueError(f"task {task.name} has no split {split!r}")
+    started = time.perf_counter()
+    instances = task.instances(split)
+    seed = rng_seed_for(source, split, salt)
+    results: list[InstanceResult] = []
+    outputs: list[str] = []
+    errors: list[str] = []
+    timeouts = 0
+    child: Child | None = None
+    fatal: str | None = None
+    try:
+        for index, (args, hidden) in enumerate(instances):
+            if fatal is not None:
+                results.append(InstanceResult(index, 0.0, None, fatal))
+                continue
+            if timeouts >= MAX_TIMEOUTS:
+                results.append(InstanceResult(index, 0.0, None, "skipped: too many timeouts"))
+                continue
+            if child is None or not child.alive:
+                if child is not None:
+                    _collect(await child.kill(), outputs, errors)
+                child, problem = await _spawn(sandbox, task, source, seed)
+                if problem is not None:
+                    _collect(await child.kill(), outputs, errors)
+                    child = None
+                    fatal = problem  # the definition itself fails: every instance scores 0
+                    results.append(InstanceResult(index, 0.0, None, fatal))
+                    continue
+            reply = await child.request({"call": codec.encode(list(args))}, timeout=task.time_limit)
+            if reply.timed_out or (reply.message is not None and reply.elapsed > task.time_limit):
+                timeouts += 1
+                results.append(InstanceResult(index, 0.0, reply.elapsed, "timeout"))
+                if child.alive:
+                    _collect(await child.kill(), outputs, errors)
+                child = None
+                continue
+            if reply.message is None:
+                info = await child.kill()
+                _collect(info, outputs, errors)
+                child = None
+                results.append(
+                    InstanceResult(index, 0.0, reply.elapsed, f"crashed: {info.summary}")
+                )
+                continue
+            if "error" in reply.message:
+                text = str(reply.message["error"])[:300]
+                results.append(InstanceResult(index, 0.0, reply.elapsed, f"error: {text}"))
+                continue
+            try:
+                output = codec.decode(reply.message.get("ok"))
+                score = task.score(list(args), hidden, output)
+            except Malformed as exc:
+                results.append(InstanceResult(index, 0.0, reply.elapsed, f"malformed: {exc}"))
+                continue
+            except codec.CodecError as exc:
+                results.append(InstanceResult(index, 0.0, reply.elapsed, f"malformed: {exc}"))
+                continue
+            results.append(InstanceResult(index, score, reply.elapsed))
+    finally:
+        if child is not None:
+            _collect(await child.kill(), outputs, errors)
+    total = sum(r.score for r in results) / len(results) if results else 0.0
+    flags = sorted({_flag_kind(r.flag) for r in results if r.flag})
+    return EvalResult(
+        task=task.name,
+        split=split,
+        score=total,
+        instances=results,
+        flags=flags,
+        stdout="".join(outputs)[-20_000:],
+        stderr="".join(errors)[-20_000:],
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _collect(info: Any, outputs: list[str], errors: list[str]) -> None:
+    if info is None:
+        return
+    if info.stdout:
+        outputs.append(info.stdout)
+    if info.stderr:
+        errors.append(info.stderr)
+    if info.limit and info.limit != "timeout":
+        errors.append(f"[sandbox] {info.summary}\n")
