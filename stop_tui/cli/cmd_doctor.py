@@ -14,6 +14,7 @@ import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -61,7 +62,42 @@ def sandbox_section(args: argparse.Namespace) -> Section:
     return Section("Sandbox isolation", report.full, rows, notes, report.to_json())
 
 
-SECTIONS: list[Callable[[argparse.Namespace], Section]] = [sandbox_section]
+def endpoint_section(args: argparse.Namespace) -> Section:
+    """The configured language-model endpoint (skipped for the offline demo model)."""
+    import asyncio
+
+    from stop_tui.cli.common import settings_from
+    from stop_tui.lm.check import check_endpoint
+
+    settings = settings_from(args)
+    if settings.model == "demo":
+        return Section(
+            "Language model",
+            True,
+            [
+                Row(
+                    "model",
+                    True,
+                    "demo (scripted, offline — not a language model); "
+                    "configure model and base_url or OPENAI_API_KEY to check an endpoint",
+                )
+            ],
+        )
+    report = asyncio.run(check_endpoint(settings))
+    rows = [Row(check, status in ("ok", "skip", "warn"), detail) for check, status, detail in report.as_rows()]
+    data = {
+        "endpoint": report.endpoint,
+        "model": report.model,
+        "reachable": report.reachable,
+        "key_accepted": report.key_accepted,
+        "model_available": report.model_available,
+        "n_honoured": report.n_honoured,
+        "latency": report.latency,
+    }
+    return Section(f"Language model {report.model} at {report.endpoint}", report.ok, rows, data=data)
+
+
+SECTIONS: list[Callable[[argparse.Namespace], Section]] = [sandbox_section, endpoint_section]
 
 
 def register(subparsers: Any) -> None:
@@ -69,6 +105,9 @@ def register(subparsers: Any) -> None:
         "doctor", help="check the isolation layers (and other prerequisites) on this machine"
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--model", default=None, help="model to check (default: from settings)")
+    parser.add_argument("--base-url", dest="base_url", default=None, help="endpoint to check")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="a stop.toml to read")
     parser.set_defaults(handler=run)
 
 

@@ -1,0 +1,86 @@
+"""What isolation costs: one validation evaluation of each task's seed solution,
+in the sandbox (warm zygote, the real ``stop_tui.tasks.evaluate``) and in-process
+(unsafe, for comparison only: the same instances, calls and scoring, without a
+child). Both are measured side by side in one run; the ratio is what counts.
+
+    python benchmarks/bench_isolation.py [--repeats 15] [--tasks parity_noise ...]
+
+Goal (issue 2): isolation costs at most 1.5x on parity_noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+import types
+
+import numpy as np
+
+from stop_tui.sandbox import codec
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.tasks import Malformed
+from stop_tui.tasks.evaluate import evaluate, rng_seed_for
+from stop_tui.tasks.registry import Task, get_task, task_names
+
+
+def in_process(task: Task, source: str, split: str = "val") -> float:
+    """The unsafe baseline: the same work as ``evaluate`` minus the isolation."""
+    seed = rng_seed_for(source, split)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    module = types.ModuleType("solution")
+    exec(compile(source, "<solution>", "exec"), module.__dict__)
+    entry = module.__dict__[task.entry_point]
+    total = 0.0
+    instances = task.instances(split)
+    for args, hidden in instances:
+        start = time.perf_counter()
+        try:
+            output = entry(*args)
+            # The same transport the sandbox uses, so the comparison is fair on encoding.
+            output = codec.decode(codec.encode(output))
+        except Exception:
+            continue
+        if time.perf_counter() - start > task.time_limit:
+            continue
+        try:
+            total += task.score(list(args), hidden, output)
+        except Malformed:
+            pass
+    return total / len(instances)
+
+
+async def measure(names: list[str], repeats: int) -> None:
+    print(f"{'task':32} {'in-process':>12} {'isolated':>12} {'ratio':>7}   (median of {repeats})")
+    async with Sandbox() as sandbox:
+        for name in names:
+            task = get_task(name)
+            source = task.seed_solution
+            task.instances("val")  # generate once (both paths use the cache)
+            await evaluate(task, source, "val", sandbox)  # warm the zygote
+            inproc: list[float] = []
+            isolated: list[float] = []
+            for _ in range(repeats):  # interleaved, so load affects both alike
+                start = time.perf_counter()
+                in_process(task, source)
+                inproc.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                await evaluate(task, source, "val", sandbox)
+                isolated.append(time.perf_counter() - start)
+            a, b = statistics.median(inproc), statistics.median(isolated)
+            print(f"{name:32} {1000 * a:10.1f}ms {1000 * b:10.1f}ms {b / a:6.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--tasks", nargs="+", default=None)
+    args = parser.parse_args()
+    asyncio.run(measure(args.tasks or task_names(), args.repeats))
+
+
+if __name__ == "__main__":
+    main()
