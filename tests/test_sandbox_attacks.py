@@ -132,7 +132,6 @@ async def test_busy_loop_times_out_and_is_killed(sandbox: Sandbox) -> None:
     async with child:
         reply = await child.request({"call": [marker]}, timeout=0.5)
         assert reply.timed_out and reply.message is None
-        assert reply.elapsed >= 0.5
     assert child.exit_info is not None and child.exit_info.limit == "timeout"
     assert wait_gone(marker) == []
 
