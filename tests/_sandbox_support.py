@@ -44,8 +44,10 @@ def wait_gone(marker: str, timeout: float = 5.0) -> list[int]:
         time.sleep(0.05)
 
 
-def sandbox_processes(root: str) -> list[int]:
-    """Pids whose command line runs this checkout's sandbox boot code."""
+def sandbox_processes(root: str, owner: int | None = None) -> list[int]:
+    """Pids whose command line runs this checkout's sandbox boot code for ``owner``
+    (default: this test process)."""
+    tag = f"owner={os.getpid() if owner is None else owner}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -58,6 +60,7 @@ def sandbox_processes(root: str) -> list[int]:
         if (
             state != "Z"
             and any(arg.split(b":")[0] == root.encode() for arg in cmdline)
+            and tag in cmdline
             and b"stop_tui.sandbox.guest.zygote" in b" ".join(cmdline)
         ):
             found.append(int(entry.name))

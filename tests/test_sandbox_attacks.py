@@ -132,7 +132,6 @@ async def test_busy_loop_times_out_and_is_killed(sandbox: Sandbox) -> None:
     async with child:
         reply = await child.request({"call": [marker]}, timeout=0.5)
         assert reply.timed_out and reply.message is None
-        assert reply.elapsed >= 0.5
     assert child.exit_info is not None and child.exit_info.limit == "timeout"
     assert wait_gone(marker) == []
 
@@ -396,7 +395,8 @@ def test_everything_dies_with_the_parent(tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
         assert len(marked(marker)) == 1
-        zygotes = [pid for pid in sandbox_processes(ROOT) if _parent_chain(pid, parent.pid)]
+        zygotes = sandbox_processes(ROOT, owner=parent.pid)
+        assert all(_parent_chain(pid, parent.pid) for pid in zygotes)
         assert zygotes
     finally:
         parent.send_signal(signal.SIGKILL)
@@ -404,6 +404,7 @@ def test_everything_dies_with_the_parent(tmp_path: Path) -> None:
     assert wait_gone(marker) == []
     for _ in range(100):
         leftovers = [pid for pid in zygotes if _alive(pid)]
+        leftovers += sandbox_processes(ROOT, owner=parent.pid)
         if not leftovers:
             break
         time.sleep(0.05)

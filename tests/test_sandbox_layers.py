@@ -115,3 +115,23 @@ def test_doctor_table_names_uncovered_attacks() -> None:
     assert result.returncode == 1
     assert "UNCOVERED" in result.stdout and "write outside scratch" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+@full
+def test_doctor_attacks_all_blocked_by_the_full_stack() -> None:
+    result = run_cli("doctor", "--attacks", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    attacks = data["sections"][1]
+    assert attacks["title"] == "Sandbox attack self-test" and attacks["ok"]
+    assert len(attacks["rows"]) == 7 and all(row["ok"] for row in attacks["rows"])
+
+
+@full
+def test_doctor_attacks_show_what_gets_through_weaker_isolation() -> None:
+    result = run_cli("doctor", "--attacks", "--json", disable="bwrap,landlock,seccomp")
+    assert result.returncode == 1
+    rows = {row["name"]: row for row in json.loads(result.stdout)["sections"][1]["rows"]}
+    for name in ("fork", "write outside scratch", "read a hidden file", "TCP to 127.0.0.1"):
+        assert not rows[name]["ok"] and rows[name]["detail"].startswith("GOT THROUGH")
+    assert rows["2 GiB allocation"]["ok"] and rows["50 MiB stdout flood"]["ok"]

@@ -4,8 +4,10 @@ Prints one table per check section and exits 0 when every section is fine
 (for the sandbox: the full isolation stack works), 1 otherwise. ``--json``
 prints the same facts for scripts.
 
-Adding a check: append a function returning a :class:`Section` to
-:data:`SECTIONS` (it receives the parsed arguments).
+Adding a check: append a function returning a :class:`Section` (or None to
+skip itself) to :data:`SECTIONS`; it receives the parsed arguments.
+``--attacks`` also runs harmless attack programs in the sandbox
+(:mod:`stop_tui.sandbox.selftest`).
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def endpoint_section(args: argparse.Namespace) -> Section:
             ],
         )
     report = asyncio.run(check_endpoint(settings))
-    rows = [Row(check, status in ("ok", "skip", "warn"), detail) for check, status, detail in report.as_rows()]
+    rows = [
+        Row(check, status in ("ok", "skip", "warn"), detail)
+        for check, status, detail in report.as_rows()
+    ]
     data = {
         "endpoint": report.endpoint,
         "model": report.model,
@@ -94,10 +99,39 @@ def endpoint_section(args: argparse.Namespace) -> Section:
         "n_honoured": report.n_honoured,
         "latency": report.latency,
     }
-    return Section(f"Language model {report.model} at {report.endpoint}", report.ok, rows, data=data)
+    return Section(
+        f"Language model {report.model} at {report.endpoint}", report.ok, rows, data=data
+    )
 
 
-SECTIONS: list[Callable[[argparse.Namespace], Section]] = [sandbox_section, endpoint_section]
+def attacks_section(args: argparse.Namespace) -> Section:
+    """Run harmless attack programs in the sandbox (only with ``--attacks``)."""
+    import asyncio
+
+    from stop_tui.sandbox.selftest import self_test
+
+    results = asyncio.run(self_test())
+    rows = [
+        Row(
+            result.name,
+            result.blocked,
+            ("blocked: " if result.blocked else "GOT THROUGH: ") + result.detail,
+        )
+        for result in results
+    ]
+    ok = all(result.blocked for result in results)
+    return Section("Sandbox attack self-test", ok, rows)
+
+
+def _attacks_if_asked(args: argparse.Namespace) -> Section | None:
+    return attacks_section(args) if getattr(args, "attacks", False) else None
+
+
+SECTIONS: list[Callable[[argparse.Namespace], Section | None]] = [
+    sandbox_section,
+    _attacks_if_asked,
+    endpoint_section,
+]
 
 
 def register(subparsers: Any) -> None:
@@ -108,11 +142,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", default=None, help="model to check (default: from settings)")
     parser.add_argument("--base-url", dest="base_url", default=None, help="endpoint to check")
     parser.add_argument("--config", type=Path, metavar="FILE", help="a stop.toml to read")
+    parser.add_argument(
+        "--attacks",
+        action="store_true",
+        help="also run harmless attack programs in the sandbox and show what gets through",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    sections = [check(args) for check in SECTIONS]
+    sections = [section for check in SECTIONS if (section := check(args)) is not None]
     ok = all(section.ok for section in sections)
     if args.json:
         print(

@@ -194,6 +194,7 @@ class Child:
         self._err: _Capture
         self._tasks: list[asyncio.Task[Any]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._exchange = asyncio.Lock()  # one request/serve at a time per child
 
     async def _attach(self, chan: socket.socket, ctl: socket.socket, out: int, err: int) -> None:
         loop = asyncio.get_running_loop()
@@ -292,6 +293,10 @@ class Child:
         A timeout kills the child (limit ``"timeout"``); a reply with another
         id is a protocol violation and kills it too.
         """
+        async with self._exchange:
+            return await self._request(message, timeout)
+
+    async def _request(self, message: dict[str, Any], timeout: float) -> Reply:
         request_id = secrets.token_hex(8)
         start = time.perf_counter()
         try:  # a child that stops reading cannot stall us past the timeout
@@ -332,6 +337,10 @@ class Child:
         reaches the guest as an exception of that name with its message, any
         other exception as a bare ``RpcError`` without details.
         """
+        async with self._exchange:
+            return await self._serve(handler, timeout)
+
+    async def _serve(self, handler: Handler, timeout: float) -> Reply:
         start = time.perf_counter()
         deadline = time.monotonic() + timeout
         while True:

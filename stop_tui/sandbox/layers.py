@@ -212,9 +212,11 @@ def boot_argv(*args: str) -> list[str]:
     """The interpreter command line that runs the guest's zygote module."""
     code = (
         "import os, sys; sys.path[:0] = sys.argv[1].split(os.pathsep); "
-        "from stop_tui.sandbox.guest.zygote import main; main(sys.argv[2:])"
+        "from stop_tui.sandbox.guest.zygote import main; main(sys.argv[3:])"
     )
-    return [interpreter(), "-I", "-B", "-c", code, os.pathsep.join(import_roots()), *args]
+    # owner=PID names the stop-tui process a sandbox belongs to (for ps and tests).
+    roots = os.pathsep.join(import_roots())
+    return [interpreter(), "-I", "-B", "-c", code, roots, f"owner={os.getpid()}", *args]
 
 
 def child_env() -> dict[str, str]:
