@@ -148,7 +148,11 @@ _SOLUTIONS: dict[str, list[tuple[str, str]]] = {
 
 _IMPROVERS: list[tuple[str, str, str | None]] = [
     ("seed", "sample one batch of rewrites and keep the best under the utility", None),
-    ("two_batches", "the seed's prompt sampled in two batches instead of one, keeping the best", None),
+    (
+        "two_batches",
+        "the seed's prompt sampled in two batches instead of one, keeping the best",
+        None,
+    ),
     ("whole_budget", "the seed's prompt sampled with every allowed call, keeping the best", None),
     ("two_rounds", "two rounds of the seed's batch, the second improving the first's best", None),
     ("temperature_sweep", "hill climbing that samples hot first and colder later", None),
