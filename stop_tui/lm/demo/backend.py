@@ -2,8 +2,10 @@
 
 It is NOT a language model. It recognises a few kinds of request by keywords
 and answers with programs from a fixed library (``stop_tui.lm.demo.library``),
-chosen by a seeded random draw biased toward entries stronger than the one
-shown in the prompt. Every answer starts with a line saying it is scripted.
+chosen by a seeded random draw under a fixed step rule (:func:`step_weight`):
+usually the rung just above the strongest library program shown in the prompt,
+rarely two rungs up, very rarely more. Every answer starts with a line saying
+it is scripted.
 """
 
 from __future__ import annotations
