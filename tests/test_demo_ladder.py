@@ -226,3 +226,34 @@ def test_the_improver_ladder_is_ordered_by_what_the_improvers_achieve() -> None:
     assert named["seed"] < named["two_batches"] < named["whole_budget"] < named["two_rounds"]
     assert min(named[e.name] for e in ITERATING) >= named["whole_budget"]
     assert named["seed"] < 0.8 and min(named[e.name] for e in ITERATING) > 0.9
+
+
+class ImproverRungUtility:
+    """A stand-in meta-utility: an improver scores by its rung on the improver ladder."""
+
+    str = (
+        "def meta_utility(improve_str):\n"
+        "    '''Runs improve_algorithm from improve_str on a downstream task and returns\n"
+        "    the mean utility of what it produces (see the budgets below).'''\n"
+    )
+
+    def __init__(self, budget: int = 25) -> None:
+        self.budget = budget
+        self.calls = 0
+
+    def __call__(self, solution: Any) -> float:
+        self.calls += 1
+        if self.calls > self.budget:
+            raise RuntimeError("meta-utility budget exceeded")
+        rung = rung_of(solution, HONEST)
+        return 0.0 if rung is None else (rung + 1) / len(HONEST)
+
+
+@pytest.mark.parametrize("entry", HONEST, ids=lambda e: e.name)
+def test_an_improver_improving_itself_is_seen_at_its_own_rung(entry: Any) -> None:
+    lm = SyncLanguageModel(DemoBackend(seed=3, hostile_rate=0.0), budget=4, context="meta")
+    improve = load(entry.source, "improve_algorithm")
+    result = improve(entry.source, ImproverRungUtility(), lm)
+    assert lm.levels[0] == entry.strength  # recognised from its own code in the prompt
+    rung = rung_of(result, HONEST)
+    assert rung is not None and rung >= entry.strength - 1  # keeps or finds a near rung
