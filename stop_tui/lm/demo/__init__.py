@@ -9,6 +9,7 @@ from stop_tui.lm.demo.backend import (
     DEMO_MODEL,
     DemoBackend,
     estimate_tokens,
+    step_weight,
 )
 from stop_tui.lm.demo.library import IMPROVER, TASKS, LibraryEntry, demo_improvers, demo_solutions
 from stop_tui.lm.demo.recognise import Recognition, recognise
@@ -26,4 +27,5 @@ __all__ = [
     "demo_solutions",
     "estimate_tokens",
     "recognise",
+    "step_weight",
 ]

@@ -2,8 +2,10 @@
 
 It is NOT a language model. It recognises a few kinds of request by keywords
 and answers with programs from a fixed library (``stop_tui.lm.demo.library``),
-chosen by a seeded random draw biased toward entries stronger than the one
-shown in the prompt. Every answer starts with a line saying it is scripted.
+chosen by a seeded random draw under a fixed step rule (:func:`step_weight`):
+usually the rung just above the strongest library program shown in the prompt,
+rarely two rungs up, very rarely more. Every answer starts with a line saying
+it is scripted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from stop_tui.lm.demo.library import LibraryEntry, demo_improvers, demo_solution
 from stop_tui.lm.demo.recognise import Recognition, recognise
 from stop_tui.lm.types import ChatRequest, ChatResult
 
-__all__ = ["DEMO_DISPLAY_NAME", "DEMO_LABEL", "DEMO_MODEL", "DemoBackend", "estimate_tokens"]
+__all__ = [
+    "DEMO_DISPLAY_NAME",
+    "DEMO_LABEL",
+    "DEMO_MODEL",
+    "DemoBackend",
+    "estimate_tokens",
+    "step_weight",
+]
 
 DEMO_MODEL = "demo"
 DEMO_DISPLAY_NAME = "demo (scripted, offline — not a language model)"
@@ -39,6 +48,33 @@ def estimate_tokens(text: str) -> int:
 def _rng(*parts: object) -> random.Random:
     digest = hashlib.sha256("|".join(str(p) for p in parts).encode("utf-8")).digest()
     return random.Random(int.from_bytes(digest[:16], "big"))
+
+
+# The demo's step rule: weight of a proposal ``gap`` rungs away from the prompt's level.
+STEP_UP = 0.60  # the next rung
+STEP_SAME = 0.14  # the rung shown (another program of the same strength)
+STEP_DOWN = 0.10  # all weaker rungs together, shared equally
+STEP_JUMP = 0.12  # two rungs up
+STEP_LEAP = 0.02  # three rungs up; each further rung half as likely again (0.04 in all)
+
+
+def step_weight(gap: int, weaker: int = 1) -> float:
+    """The weight of a library entry ``gap`` rungs above the level shown in the prompt.
+
+    ``weaker`` is how many rungs lie below that level (they share ``STEP_DOWN``).
+    At temperature 0.7 the weights of a long ladder sum to 1, so they are the
+    probabilities of proposing each step; where rungs are missing (at the ends of
+    a ladder) the draw renormalises over the rungs that exist.
+    """
+    if gap < 0:
+        return STEP_DOWN / max(weaker, 1)
+    if gap == 0:
+        return STEP_SAME
+    if gap == 1:
+        return STEP_UP
+    if gap == 2:
+        return STEP_JUMP
+    return STEP_LEAP * 0.5 ** (gap - 3)
 
 
 def _break_syntax(source: str, entry_point: str) -> str:
@@ -156,12 +192,16 @@ class DemoBackend:
     def choose(
         self, recognition: Recognition, temperature: float, rng: random.Random
     ) -> LibraryEntry:
-        """Pick a library entry, favouring the ones just above the prompt's current level.
+        """Pick a library entry: usually one rung above the prompt's current level.
 
-        Entries stronger than the current one get most of the weight (the next
-        one the most), the current and weaker ones a little, so keeping the best
-        of several samples under a utility tends to climb. Low temperatures make
-        the choice greedier. Hostile improvers come up at ``hostile_rate``.
+        The rules (``docs/readme-demo.md``, "How it chooses"): the level *k* is
+        the rung of the strongest library program shown in the prompt (rank 0
+        when none is). Each rung's weight depends only on its distance from *k*
+        (:func:`step_weight`): the next rung most often, the same rung or a
+        weaker one sometimes, two rungs up rarely, more than two very rarely.
+        Temperatures below 0.7 sharpen these weights (greedier: even fewer
+        jumps), above 0.7 flatten them. For an improver request the ladder is the
+        honest improvers, and a hostile one comes up at ``hostile_rate`` first.
         """
         if recognition.kind == "improver":
             entries = demo_improvers(include_hostile=False)
@@ -171,11 +211,7 @@ class DemoBackend:
         else:
             entries = demo_solutions(recognition.task or "")
         base = max(recognition.level, 0)
-        weights = []
-        for entry in entries:
-            gap = entry.strength - base
-            weight = 4.0 * 0.55 ** (gap - 1) if gap > 0 else (0.6 if gap == 0 else 0.3)
-            weights.append(weight)
+        weaker = sum(1 for e in entries if e.strength < base)
         sharpness = 0.7 / max(temperature, 0.05)
-        weights = [w**sharpness for w in weights]
+        weights = [step_weight(e.strength - base, weaker) ** sharpness for e in entries]
         return rng.choices(entries, weights=weights, k=1)[0]

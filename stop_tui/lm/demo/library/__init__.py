@@ -3,8 +3,8 @@
 Every entry's source is a ``.py`` file under ``sources/`` read as text: it is
 code shown to people and run in the sandbox, never imported by the app. The
 order of the entries in :data:`CATALOG` is their strength (0 = weakest); the
-demo backend climbs it so that keeping the best candidate under a utility
-makes visible progress.
+demo backend steps up it mostly one rung at a time. The improvers are ordered by
+what they achieve with the demo backend on parity_noise (tests/test_demo_ladder.py).
 """
 
 from __future__ import annotations
@@ -148,6 +148,13 @@ _SOLUTIONS: dict[str, list[tuple[str, str]]] = {
 
 _IMPROVERS: list[tuple[str, str, str | None]] = [
     ("seed", "sample one batch of rewrites and keep the best under the utility", None),
+    (
+        "two_batches",
+        "the seed's prompt sampled in two batches instead of one, keeping the best",
+        None,
+    ),
+    ("whole_budget", "the seed's prompt sampled with every allowed call, keeping the best", None),
+    ("two_rounds", "two rounds of the seed's batch, the second improving the first's best", None),
     ("temperature_sweep", "hill climbing that samples hot first and colder later", None),
     ("refine_feedback", "iterative refinement that shows the model its scores", None),
     ("decompose", "split the solution into its functions and improve each part", None),
