@@ -84,7 +84,11 @@ async def main(latency: float, task: str, seed: int, workload: str) -> None:
         kw = {"latency": latency, "task": task, "seed": seed, "workload": workload}
         concurrent = await one(sandbox, serial=False, **kw)  # type: ignore[arg-type]
         serial = await one(sandbox, serial=True, **kw)  # type: ignore[arg-type]
-    what = "seed improvers everywhere (the reference's workload)" if workload == "reference" else "the demo model's improvers"
+    what = (
+        "seed improvers everywhere (the reference's workload)"
+        if workload == "reference"
+        else "the demo model's improvers"
+    )
     print(f"one generation of STOP on {task}, {what}, {latency:g} s per LM request")
     print(f"load average before: {load:.2f}")
     for name, r in (("concurrent", concurrent), ("serialised", serial)):

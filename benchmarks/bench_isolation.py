@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import signal
 import statistics
@@ -61,10 +62,8 @@ def in_process(task: Task, source: str, split: str = "val") -> float:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if time.perf_counter() - start > task.time_limit:
             continue
-        try:
+        with contextlib.suppress(Malformed):
             total += task.score(list(args), hidden, output)
-        except Malformed:
-            pass
     return total / len(instances)
 
 
