@@ -124,6 +124,8 @@ class StopRun:
         self.run_budget = RunBudget(max_calls=config.max_calls, max_tokens=config.max_tokens)
         if config.max_cost is not None:
             self.run_budget.max_cost = config.max_cost
+        if hasattr(recorder, "budget_snapshot"):
+            recorder.budget_snapshot = self.run_budget.snapshot
         self._running = asyncio.Event()
         self._running.set()
         self._abort: BaseException | None = None
@@ -594,11 +596,23 @@ class StopRun:
 
     # ------------------------------------------------------------------ the run
 
+    def restore_budget(self, saved: dict[str, Any]) -> None:
+        """A resumed run keeps counting from what it had used (caps stay caps)."""
+        budget = self.run_budget
+        for name in ("calls_used", "prompt_tokens", "completion_tokens"):
+            value = saved.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(budget, name, value)
+        cost = saved.get("cost")
+        if isinstance(cost, int | float) and not isinstance(cost, bool):
+            budget.cost = float(cost)
+
     async def run(self) -> str:
         """Run (or continue) the loop; returns the final status."""
         config = self.config
         start = self.recorder.start(config)
         improver = start.improver
+        self.restore_budget(start.budget)
         self.bus.publish(
             RunStarted(
                 run_id=self.run_id,

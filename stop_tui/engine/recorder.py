@@ -14,6 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from stop_tui.engine.approval import Decision
@@ -57,6 +58,8 @@ class StartInfo:
     improver: str
     completed_generation: int
     seed_scored: bool
+    #: The run-wide budget use saved before (a resumed run keeps counting from it).
+    budget: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,8 @@ class StoreRecorder:
         self.writer: RunWriter | None = None
         self.transcript: WorkTranscript | None = None
         self.run_id = ""
-        self._last_meta: float | None = None
+        #: Set by the loop: the run-wide budget use, saved with every state.
+        self.budget_snapshot: Callable[[], dict[str, Any]] | None = None
 
     # -- helpers
 
@@ -247,8 +251,9 @@ class StoreRecorder:
         }
 
     def _state(self, status: str, generation: int, phase: str, message: str = "") -> Any:
+        budget = self.budget_snapshot() if self.budget_snapshot is not None else {}
         return store_records.RunState(
-            status=status, generation=generation, phase=phase, message=message
+            status=status, generation=generation, phase=phase, message=message, budget=budget
         )
 
     # -- Recorder
@@ -264,8 +269,9 @@ class StoreRecorder:
             improver = self.store.get_source(tip)
             generation = self.writer.generation
             seed_scored = generation > 0 or record.meta_utility is not None
-            self.writer.save_state(self._state("running", generation, "resumed"))
-            return StartInfo(improver, generation, seed_scored)
+            saved = self.store.get_state(config.run_id)
+            budget = dict(saved.budget) if saved is not None else {}
+            return StartInfo(improver, generation, seed_scored, budget)
         store_config = store_records.RunConfig(
             task=config.task, model=config.model, settings=config.to_dict()
         )
