@@ -17,14 +17,21 @@ replay`` (offline) reproduces every score.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from stop_tui.store.store import RunStore
 from tests.crash_support import (
     MODEL,
     Attempt,
@@ -149,8 +156,8 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path: Path) -> N
         chain_start = time.monotonic()
         while True:
             assert len(attempts) < MAX_ATTEMPTS, "the run never finished"
-            kills = sum(a.killed for a in attempts)
-            trigger = TRIGGERS[kills % len(TRIGGERS)] if kills < MIN_KILLS + 2 else None
+            done = sum(a.killed for a in attempts)
+            trigger = TRIGGERS[done % len(TRIGGERS)] if done < MIN_KILLS + 2 else None
             command = "run" if run_id is None else "resume"
             attempt = run_attempt(
                 _argv(command, ws, server.base_url, run_id),
@@ -217,6 +224,8 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path: Path) -> N
 
     # The same run: every step and score equals the clean run's.
     assert steps_summary(ws, run_id) == clean_steps
+    state = RunStore(ws).get_state(run_id)
+    assert state is not None and (state.status, state.generation) == ("finished", 3)
     assert not fsck_problems(ws)
 
     # Offline replay (the server is stopped) reproduces every score.
@@ -238,3 +247,92 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path: Path) -> N
         f"{sum(clean_requests.values())} requests; chain sent {sum(chain_requests.values())} "
         f"({sum(wasted.values())} lost in flight)"
     )
+
+
+def _lock_holder(ws: Path, run_id: str) -> dict[str, object]:
+    path = ws / ".git" / "stop-locks" / f"{run_id}.lock"
+    try:
+        text = path.read_text()
+        return dict(json.loads(text)) if text.strip() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not predicate():
+        assert proc.poll() is None, f"exited before {what}: {proc.communicate()[0]}"
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.01)
+
+
+def _start(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stop_tui", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+
+DEMO = ["--model", "demo", "--demo-latency", "0.5"]  # slow requests: the holder stays busy
+
+
+@pytest.mark.slow
+def test_a_second_process_never_writes_a_run_that_another_holds(tmp_path: Path) -> None:
+    env = run_env(tmp_path, "http://127.0.0.1:9/v1")
+    del env["OPENAI_BASE_URL"], env["OPENAI_API_KEY"]
+    ws = tmp_path / "ws"
+    small = RUN_FLAGS[: RUN_FLAGS.index("--model")]
+    first = _start(
+        ["run", "--headless", "--workspace", str(ws), "--approve", "auto", *small, *DEMO],
+        tmp_path,
+        env,
+    )
+    try:
+        _wait_for(lambda: bool(run_ids(ws)), first, "the run's first commit")
+    finally:
+        _kill(first)
+    (run_id,) = run_ids(ws)
+    resume = ["resume", run_id, "--headless", "--workspace", str(ws), "--approve", "auto"]
+
+    holder = _start(resume, tmp_path, env)
+    try:
+        _wait_for(lambda: _lock_holder(ws, run_id).get("pid") == holder.pid, holder, "the lock")
+        second = subprocess.run(
+            [sys.executable, "-m", "stop_tui", *resume],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert holder.poll() is None, "the holder ended before the second process tried"
+    finally:
+        _kill(holder)
+    assert second.returncode != 0
+    assert second.stdout.strip() == ""
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    line = lines[0]
+    assert f"run {run_id} is in use by pid {holder.pid} on {socket.gethostname()}" in line
+    assert "(resume)" in line and "Traceback" not in line
+    print(f"\nrefused: {line}")
+    assert not fsck_problems(ws)
+
+    # A dead holder's lock is taken over: the next resume gets the run.
+    third = _start(resume, tmp_path, env)
+    try:
+        _wait_for(lambda: _lock_holder(ws, run_id).get("pid") == third.pid, third, "the lock")
+    finally:
+        _kill(third)
