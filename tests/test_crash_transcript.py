@@ -71,3 +71,34 @@ def test_resume_and_replay_take_the_saved_runs_model_with_an_endpoint_in_the_env
         settings = saved_run_settings(args, run_id)
         assert settings.model == "gpt-4o-mini"
         assert settings.base_url == "http://127.0.0.1:9/v1"
+
+
+async def test_a_resumed_demo_run_answers_a_repeated_request_as_the_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    """The demo's answer depends on the occurrence of a request in its context. On
+    resume the recorded occurrences are served from the transcript and never reach
+    the demo, so the first live repeat must still be answered as occurrence k, not 0."""
+    from stop_tui.lm.demo import DemoBackend
+
+    request = ChatRequest(
+        "demo",
+        "You are an expert.",
+        "Improve this improver:\n```python\ndef improve_algorithm"
+        "(initial_solution, utility, language_model):\n    return initial_solution\n```",
+        n=2,
+        context="g1/meta",
+    )
+    clean = RecordingBackend(DemoBackend(seed=3, failure_rate=0.0), tmp_path / "clean.jsonl")
+    answers = [(await clean.complete(request)).texts for _ in range(3)]
+    await clean.aclose()
+    assert answers[0] != answers[1]  # the occurrence matters
+
+    crashed = tmp_path / "crashed.jsonl"  # the run died after its first response
+    crashed.write_text((tmp_path / "clean.jsonl").read_text().splitlines()[0] + "\n")
+    resumed = ReplayBackend(crashed)
+    resumed.fallback = RecordingBackend(DemoBackend(seed=3, failure_rate=0.0), crashed)
+    again = [(await resumed.complete(request)).texts for _ in range(3)]
+    await resumed.aclose()
+    assert again == answers
+    assert [r.occurrence for r in read_transcript(crashed)] == [0, 1, 2]
