@@ -461,6 +461,7 @@ class StopRun:
         meta_uses = 0
         budget = self.config.meta_utility_budget
         resumed = self.recorder.committed_candidates(generation)
+        taken = set(resumed)  # candidate numbers with a commit
 
         async def meta_utility_call(solution: Any, use_sandbox: bool) -> float:
             nonlocal meta_uses
@@ -471,6 +472,12 @@ class StopRun:
             prior = resumed.get(index)
             if prior is not None and prior.source_hash == source_hash(solution):
                 return prior.meta_utility  # committed before a crash: nothing runs again
+            if index in taken:
+                # The resumed improver proposed something else here than before the crash
+                # (it may depend on time or ordering): a new number, or the commit would
+                # fail on the existing one and the evaluated candidate would be lost.
+                index = max(taken) + 1
+            taken.add(index)
             return await self.candidate(generation, index, solution, improver)
 
         lm = self._language_model(f"g{generation}/meta")
