@@ -420,3 +420,18 @@ def steps_summary(ws: Path, run_id: str) -> list[tuple[int, str, int | None, flo
     store = RunStore(ws)
     rows = [(s.generation, s.kind, s.candidate, s.meta_utility) for s in store.list_steps(run_id)]
     return sorted(rows, key=lambda r: (r[0], r[1], -1 if r[2] is None else r[2], str(r[3])))
+
+
+def step_transcripts(ws: Path, run_id: str) -> dict[str, list[tuple[str, str, int, bool]]]:
+    """Per step, the LM requests its commit carries: (context, key, occurrence, ok)."""
+    from stop_tui.store.store import RunStore
+
+    store = RunStore(ws)
+    out = {}
+    for step in store.list_steps(run_id):
+        lines = store.get_transcript(step.commit)
+        out[f"{step.generation}/{step.kind}/{step.candidate}"] = sorted(
+            (str(x.get("context")), str(x["key"]), int(x["occurrence"]), bool(x.get("ok")))
+            for x in lines
+        )
+    return out

@@ -42,6 +42,7 @@ from tests.crash_support import (
     run_attempt,
     run_env,
     run_ids,
+    step_transcripts,
     steps_summary,
     transcript_lines,
     wait_gone,
@@ -145,6 +146,7 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path: Path) -> N
         assert ok_keys(clean_lines) == clean_requests
         assert len(clean.requests) >= 10, "the run is too small to kill it at many moments"
         clean_steps = steps_summary(clean_ws, clean_id)
+        clean_step_lm = step_transcripts(clean_ws, clean_id)
 
         # -- the chain: run, killed; resume, killed; ... ; resume to the end
         ws = tmp_path / "crash"
@@ -224,6 +226,8 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path: Path) -> N
 
     # The same run: every step and score equals the clean run's.
     assert steps_summary(ws, run_id) == clean_steps
+    # ... and every step's commit carries the same LM requests as the clean run's.
+    assert step_transcripts(ws, run_id) == clean_step_lm
     state = RunStore(ws).get_state(run_id)
     assert state is not None and (state.status, state.generation) == ("finished", 3)
     assert not fsck_problems(ws)
