@@ -340,3 +340,56 @@ def test_a_second_process_never_writes_a_run_that_another_holds(tmp_path: Path) 
         _wait_for(lambda: _lock_holder(ws, run_id).get("pid") == third.pid, third, "the lock")
     finally:
         _kill(third)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_wide_cap_holds_across_crashes(tmp_path: Path) -> None:
+    """--max-calls caps the requests of the whole run, not of each process: a run
+    killed and resumed stops where the clean run stops, having bought no more."""
+    server = demo_server(0.05)
+    env = run_env(tmp_path, server.base_url)
+    cap = ["--max-calls", "12"]
+    try:
+        clean_ws = tmp_path / "clean"
+        clean = run_attempt(
+            _argv("run", clean_ws, server.base_url, None) + cap,
+            cwd=tmp_path,
+            env=env,
+            server=server,
+            ws=clean_ws,
+            trigger=None,
+        )
+        assert "run budget reached" in clean.output, clean.output
+        assert len(clean.requests) == 12
+        (clean_id,) = run_ids(clean_ws)
+
+        ws = tmp_path / "crash"
+        run_id: str | None = None
+        attempts: list[Attempt] = []
+        lost = 0
+        recorded = 0
+        for trigger in (Trigger("recorded", 8), Trigger("recorded", 2), None):
+            if run_id is None:
+                argv = _argv("run", ws, server.base_url, None) + cap
+            else:
+                argv = _argv("resume", ws, server.base_url, run_id)
+            attempt = run_attempt(
+                argv, cwd=tmp_path, env=env, server=server, ws=ws, trigger=trigger
+            )
+            attempts.append(attempt)
+            run_id = run_id or run_ids(ws)[0]
+            now = sum(ok_keys(transcript_lines(work_transcript(ws, run_id))).values())
+            added, recorded = now - recorded, now
+            assert added <= len(attempt.requests)
+            lost += len(attempt.requests) - added  # sent, never answered and recorded
+            assert len(attempt.requests) - added <= (MAX_IN_FLIGHT if attempt.killed else 0)
+    finally:
+        server.stop()
+    assert [a.killed for a in attempts] == [True, True, False]
+    assert run_id is not None and "run budget reached" in attempts[-1].output
+    # The cap's worth of requests was recorded, as in the clean run; the server saw
+    # those plus only what the kills cut off in flight.
+    assert recorded == 12
+    assert sum(len(a.requests) for a in attempts) == 12 + lost
+    assert steps_summary(ws, run_id) == steps_summary(clean_ws, clean_id)

@@ -606,6 +606,15 @@ class StopRun:
         config = self.config
         start = self.recorder.start(config)
         improver = start.improver
+        # A resumed run's caps count what was spent before the crash (else every crash
+        # would reset --max-calls / --max-tokens-total / --max-cost).
+        budget, spent = self.run_budget, start.spent
+        budget.calls_used += spent.calls
+        budget.prompt_tokens += spent.prompt_tokens
+        budget.completion_tokens += spent.completion_tokens
+        budget.cost += spent.cost
+        budget.cost_unknown_calls += spent.cost_unknown_calls
+        budget.tokens_estimated = budget.tokens_estimated or spent.tokens_estimated
         self.bus.publish(
             RunStarted(
                 run_id=self.run_id,
