@@ -159,7 +159,7 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path: Path) -> N
         while True:
             assert len(attempts) < MAX_ATTEMPTS, "the run never finished"
             done = sum(a.killed for a in attempts)
-            trigger = TRIGGERS[done % len(TRIGGERS)] if done < MIN_KILLS + 2 else None
+            trigger = TRIGGERS[done % len(TRIGGERS)] if done < MIN_KILLS else None
             command = "run" if run_id is None else "resume"
             attempt = run_attempt(
                 _argv(command, ws, server.base_url, run_id),
