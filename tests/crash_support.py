@@ -316,8 +316,21 @@ class Poller:
         self.base_requests = server.count()
         self.base_lines = self._lines()
         self.git_seen: set[int] = set()
+        self.last_git: list[str] = []  # the git writes the last poll saw
         self.eval_polls = 0
         self.started = time.monotonic()
+        self.tree: set[tuple[int, int]] = set()  # the run's processes at the last observe()
+        self.jobs = 0  # processes under the zygote at the last observe()
+        self._zygote: int | None = None
+
+    def observe(self) -> None:
+        """Note the run's process tree (cheap: ``/proc`` children lists, no cmdlines
+        once the zygote is known)."""
+        tree = descendants(self.proc.pid)
+        self.tree = identities(tree)
+        if self._zygote not in tree:
+            self._zygote = next((p for p in tree if ZYGOTE_MARKER in cmdline(p)), None)
+        self.jobs = len(descendants(self._zygote)) if self._zygote is not None else 0
 
     def _lines(self) -> int:
         work = self.ws / ".git" / "stop-work"
@@ -335,14 +348,6 @@ class Poller:
                 out.append(line.strip()[:80])
         return out
 
-    def sandbox_jobs(self) -> int:
-        """Supervisors/jobs (processes under the zygote) now running."""
-        tree = descendants(self.proc.pid)
-        zygotes = [p for p in tree if ZYGOTE_MARKER in cmdline(p)]
-        if not zygotes:
-            return 0
-        return max(len(descendants(z)) for z in zygotes)
-
     def fired(self, trigger: Trigger) -> bool:
         if trigger.kind == "time":
             return time.monotonic() - self.started >= trigger.seconds
@@ -351,10 +356,10 @@ class Poller:
         if trigger.kind == "recorded":
             return self._lines() - self.base_lines >= trigger.n
         if trigger.kind == "commit":
-            self.git_writes()
+            self.last_git = self.git_writes()
             return len(self.git_seen) >= trigger.n
         if trigger.kind == "eval":
-            if self.server.in_flight_now() == 0 and self.sandbox_jobs() > 0:
+            if self.server.in_flight_now() == 0 and self.jobs > 0:
                 self.eval_polls += 1
             return self.eval_polls >= trigger.n
         raise ValueError(trigger.kind)
@@ -390,14 +395,18 @@ def run_attempt(
         while proc.poll() is None:
             if time.monotonic() - started > timeout:
                 raise AssertionError(f"stop-tui {' '.join(argv)} ran for more than {timeout}s")
+            poller.observe()
             if trigger is not None and poller.fired(trigger):
-                attempt.tree_at_kill = identities(descendants(proc.pid))
-                attempt.git_at_kill = poller.git_writes()
                 attempt.in_flight_at_kill = server.in_flight_now()
-                attempt.jobs_at_kill = poller.sandbox_jobs()
+                # A commit trigger fired on a git write it saw running: kill at once, in
+                # the middle of the step's write sequence.
+                git = poller.last_git if trigger.kind == "commit" else poller.git_writes()
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 attempt.killed = True
+                attempt.git_at_kill = git
+                attempt.tree_at_kill = poller.tree  # observed just before the kill
+                attempt.jobs_at_kill = poller.jobs
                 break
             time.sleep(poll)
         out, _ = proc.communicate(timeout=30)
