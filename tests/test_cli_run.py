@@ -92,3 +92,70 @@ def test_transfer_prints_table_one(tmp_path: Path) -> None:
     assert row["task"] == "str_grid_dist"
     assert 0.0 <= row["original_solution"] <= 1.0
     assert 0.0 <= row["seed_improver"]["mean"] <= 1.0 and 0.0 <= row["improver"]["mean"] <= 1.0
+
+
+def test_a_bundle_imported_elsewhere_replays_with_every_score_matching(tmp_path: Path) -> None:
+    first, second = tmp_path / "alice", tmp_path / "bob"
+    first.mkdir()
+    second.mkdir()
+    made = cli("run", "--headless", "--generations", "1", "--model", "demo", *SMALL, cwd=first)
+    assert made.returncode == 0, made.stderr
+    run_id = json.loads(cli("runs", "--json", cwd=first).stdout)[0]["run_id"]
+    bundle = tmp_path / "run.bundle"
+    assert cli("export", run_id, "--bundle", str(bundle), cwd=first).returncode == 0
+    imported = cli("import", str(bundle), cwd=second)
+    assert imported.returncode == 0, imported.stderr
+    log = subprocess.run(
+        ["git", "-C", str(second / "stop-runs"), "log", "--format=%s", f"stop/{run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert log.splitlines()[-1].startswith("gen 0")
+    replayed = cli("replay", run_id, "--branch", cwd=second)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "every score matches" in replayed.stdout and "replay written as run" in replayed.stdout
+    assert len(json.loads(cli("runs", "--json", cwd=second).stdout)) == 2
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOP_TUI_", "OPENAI_"))}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stop_tui",
+            "run",
+            "--headless",
+            "--generations",
+            "2",
+            "--model",
+            "demo",
+            "--demo-latency",
+            "0.3",
+            *SMALL,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    workspace = tmp_path / "stop-runs"
+    while time.monotonic() < deadline and not (workspace / ".git" / "refs" / "stop").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "stop-tui resume" in out
+    (run,) = json.loads(cli("runs", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "cancelled"
+    resumed = cli("resume", run["run_id"], "--headless", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(cli("runs", "--json", cwd=tmp_path).stdout)[0]["status"] == "finished"
