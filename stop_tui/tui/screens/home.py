@@ -23,16 +23,16 @@ class HomeScreen(Screen[None]):
     """The runs in this workspace: open, resume, replay or export one, or start a new run."""
 
     BINDINGS = [
-        Binding("n", "new_run", "New run", id="home.new"),
+        Binding("n", "new_run", "New", id="home.new"),
         Binding(
             "o", "open", "Open", tooltip="open the selected run (or press enter)", id="home.open"
         ),
         Binding("r", "resume", "Resume", id="home.resume"),
         Binding("p", "replay", "Replay", id="home.replay"),
         Binding("h", "history", "History", id="home.history"),
-        Binding("e", "export('json')", "Export JSON", id="home.export_json"),
-        Binding("c", "export('csv')", "Export CSV", id="home.export_csv"),
-        Binding("f5,ctrl+r", "refresh", "Refresh", key_display="F5", id="home.refresh"),
+        Binding("e", "export('json')", "JSON", id="home.export_json"),
+        Binding("c", "export('csv')", "CSV", id="home.export_csv"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", key_display="F5", show=False, id="home.refresh"),
     ]
 
     def __init__(self) -> None:

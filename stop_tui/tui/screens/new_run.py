@@ -19,11 +19,11 @@ from stop_tui.tui.model import model_label
 
 INT_FIELDS: list[tuple[str, str, str]] = [
     ("generations", "Generations", "self-improvement generations"),
-    ("max_responses_per_call", "Max responses per call", "responses one LM call may ask for"),
+    ("max_responses_per_call", "Responses/call", "responses one LM call may ask for"),
     ("lm_budget", "LM budget", "language-model calls per improver run"),
     ("utility_budget", "Utility budget", "utility calls per improver run"),
-    ("meta_utility_budget", "Meta-utility budget", "meta-utility calls per generation"),
-    ("meta_utility_tests", "Meta-utility tests", "downstream runs averaged per meta-utility"),
+    ("meta_utility_budget", "Meta budget", "meta-utility calls per generation"),
+    ("meta_utility_tests", "Meta tests", "downstream runs averaged per meta-utility"),
     ("seed", "Seed", "seed of evaluations and of the demo model"),
 ]
 POLICY_HELP = {

@@ -72,7 +72,7 @@ class RunScreen(Screen[None]):
         Binding("space", "pause", "Pause/Resume", id="run.pause"),
         Binding("x", "stop", "Stop", id="run.stop"),
         Binding("a", "approvals", "Approvals", id="run.approvals"),
-        Binding("enter", "improver", "Improver", show=True, id="run.improver"),
+        Binding("i", "improver", "Improver", tooltip="or enter on a generation", id="run.improver"),
         Binding("h", "history", "History", id="run.history"),
         Binding("r", "resume_run", "Resume run", id="run.resume"),
         Binding("p", "replay", "Replay", id="run.replay"),
@@ -120,9 +120,8 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#generations", DataTable)
-        for label, tip in COLUMNS:
+        for label, _tip in COLUMNS:
             table.add_column(label, key=label)
-        del tip
         self.query_one("#meta-chart").border_title = "meta-utility by generation"
         self.query_one("#activity").border_title = "now"
         self.query_one("#log").border_title = "events"
@@ -290,12 +289,12 @@ class RunScreen(Screen[None]):
             "starting": P["accent"],
         }.get(m.status, P["error"])
         status.append(f" {icon} {m.status} ", style=f"bold {colour}")
-        gens = f"generation {m.current}/{m.generations}" if m.generations else ""
-        status.append(f" {m.task} · {model_label(m.model) if m.model else ''} · {gens}")
         pending = len(self.session.pending()) if self.session is not None else 0
         if pending:
-            status.append("  ")
-            status.append(f" ⚑ {pending} waiting — press a ", style=f"bold reverse {P['accent']}")
+            status.append(f" ⚑ {pending} waiting: press a ", style=f"bold reverse {P['accent']}")
+        gens = f"gen {m.current}/{m.generations}" if m.generations else ""
+        model = "demo (offline, scripted)" if m.model == "demo" else m.model
+        status.append(f" {gens} · {m.task} · {model}")
         self.query_one("#run-status", Static).update(status)
         self.sub_title = m.run_id
 
