@@ -19,9 +19,7 @@ from stop_tui.tui.screens.improver import ImproverScreen
 from stop_tui.tui.screens.new_run import NewRunScreen, validate_form
 from stop_tui.tui.screens.run import RunScreen
 from tests.engine_support import CountingSandbox
-from tests.tui_support import settings_for, wait_for
-
-SAVED = "20260101-000000-aaaa"
+from tests.tui_support import SAVED, settings_for, shared_saved_run, wait_for
 
 
 def plain(widget: Static) -> str:
@@ -119,7 +117,8 @@ async def test_open_saved_run_and_move_through_generations(saved_workspace: Path
         assert improver.data.step.generation == 1
         # The transcript can be filtered.
         await pilot.press("slash")
-        await pilot.press(*"zzzz-no-such-text")
+        await pilot.press(*"zzzz")
+        await pilot.press("enter")
         assert "no request matches" in plain(improver.query_one("#imp-transcript", Static))
 
 
@@ -200,10 +199,6 @@ async def test_new_run_form_shows_the_error_next_to_the_field(tmp_path: Path) ->
         assert not error.has_class("shown")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def saved_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.tui_support import make_saved_run
-
-    workspace = tmp_path_factory.mktemp("tui") / "ws"
-    make_saved_run(workspace, SAVED, generations=2)
-    return workspace
+    return shared_saved_run(tmp_path_factory.getbasetemp())

@@ -59,3 +59,16 @@ async def wait_for(pilot: Any, condition: Callable[[], object], what: str, limit
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+SAVED = "20260101-000000-aaaa"
+_shared: dict[str, Path] = {}
+
+
+def shared_saved_run(base: Path) -> Path:
+    """One finished two-generation run per test process (read-only for the tests)."""
+    if "workspace" not in _shared:
+        workspace = base / "ws"
+        make_saved_run(workspace, SAVED, generations=2)
+        _shared["workspace"] = workspace
+    return _shared["workspace"]

@@ -64,9 +64,10 @@ class HomeScreen(Screen[None]):
             ("created", "created"),
         ):
             table.add_column(name, key=key)
+        workspace = self.stop_app.workspace
+        shown = workspace.name if self.stop_app.snapshot else str(workspace)
         self.query_one("#home-intro", Static).update(
-            f"Workspace [b]{self.stop_app.workspace}[/b] — every improver is a git commit, "
-            "every run a branch."
+            f"Workspace [b]{shown}[/b] — every improver is a git commit, every run a branch."
         )
         self.refresh_runs()
 

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from stop_tui.store.records import StepInfo, StepRecord
@@ -123,6 +124,7 @@ class ImproverScreen(Screen[None]):
         self.index = 0
         self.data: StepData | None = None
         self.side = False
+        self._filter_timer: Timer | None = None
 
     @property
     def stop_app(self) -> StopApp:
@@ -267,6 +269,15 @@ class ImproverScreen(Screen[None]):
 
     @on(Input.Changed, "#imp-filter")
     def _filter(self) -> None:
+        # Transcripts are long: render once typing pauses.
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(0.3, self.render_transcript)
+
+    @on(Input.Submitted, "#imp-filter")
+    def _filter_now(self) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
         self.render_transcript()
 
     def action_step(self, delta: int) -> None:
