@@ -29,7 +29,9 @@ def plain(widget: Static) -> str:
 
 async def test_live_run_approve_one_reject_another(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "ws", approval="every-candidate")
-    prepared = prepare_run(settings, default_policy=Policy.EVERY_CANDIDATE, run_id="20260102-000000-live")
+    prepared = prepare_run(
+        settings, default_policy=Policy.EVERY_CANDIDATE, run_id="20260102-000000-live"
+    )
     sandbox = CountingSandbox()
     prepared.run.sandbox = sandbox
     prepared.sandbox = sandbox
@@ -39,7 +41,9 @@ async def test_live_run_approve_one_reject_another(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 32)) as pilot:
         await wait_for(pilot, lambda: app.sessions, "the run screen")
         session = app.sessions[0]
-        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen) or not session.active, "a request")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ApprovalScreen) or not session.active, "a request"
+        )
         while session.active:
             screen = app.screen
             if not isinstance(screen, ApprovalScreen):
@@ -59,7 +63,9 @@ async def test_live_run_approve_one_reject_another(tmp_path: Path) -> None:
                 else:
                     assert await pilot.click("#approve")  # the mouse works too
                 decisions.append("approve")
-            await wait_for(pilot, lambda r=request: not r.pending, "the decision to reach the engine")
+            await wait_for(
+                pilot, lambda r=request: not r.pending, "the decision to reach the engine"
+            )
         run_screen = next(s for s in app.screen_stack if isinstance(s, RunScreen))
         assert run_screen.model.status == "finished"
     assert rejected is not None, "the demo run offered no second candidate"
@@ -73,7 +79,9 @@ async def test_live_run_approve_one_reject_another(tmp_path: Path) -> None:
     # The store agrees, and the rejected source never reached a sandboxed improver job.
     store = RunStore(tmp_path / "ws")
     steps = store.list_steps("20260102-000000-live")
-    commit = next(s.commit for s in steps if s.kind == "candidate" and (s.generation, s.candidate) == rejected)
+    commit = next(
+        s.commit for s in steps if s.kind == "candidate" and (s.generation, s.candidate) == rejected
+    )
     record = store.get_record(commit)
     assert record.decision is not None and record.decision.action == "rejected"
     assert record.decision.reason == "too risky" and record.tests == []
@@ -90,7 +98,11 @@ async def test_open_saved_run_and_move_through_generations(saved_workspace: Path
     store = RunStore(saved_workspace)
     app = StopApp(settings_for(saved_workspace), start="open", run_id=SAVED, snapshot=True)
     async with app.run_test(size=(100, 32)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.model.rows, "the saved run")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, RunScreen) and app.screen.model.rows,
+            "the saved run",
+        )
         screen = app.screen
         assert isinstance(screen, RunScreen)
         assert sorted(screen.model.rows) == [0, 1, 2]
@@ -102,7 +114,11 @@ async def test_open_saved_run_and_move_through_generations(saved_workspace: Path
         await pilot.pause()
         assert screen.selected_generation == 1
         await pilot.press("i")
-        await wait_for(pilot, lambda: isinstance(app.screen, ImproverScreen) and app.screen.data, "the improver")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ImproverScreen) and app.screen.data,
+            "the improver",
+        )
         improver = app.screen
         assert isinstance(improver, ImproverScreen)
         data = improver.data
@@ -128,7 +144,9 @@ async def test_history_compares_two_improvers(saved_workspace: Path) -> None:
     app = StopApp(settings_for(saved_workspace), snapshot=True)
     async with app.run_test(size=(120, 40)) as pilot:
         app.open_history(SAVED)
-        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.steps, "history")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.steps, "history"
+        )
         screen = app.screen
         assert isinstance(screen, HistoryScreen)
         await pilot.press("b")
@@ -158,7 +176,9 @@ async def test_home_lists_runs_and_exports(saved_workspace: Path) -> None:
     target = export_path(saved_workspace, SAVED, "csv")
     target.unlink(missing_ok=True)
     async with app.run_test(size=(100, 32)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.runs, "the runs")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.runs, "the runs"
+        )
         await pilot.press("c")
         await wait_for(pilot, target.exists, "the export file")
     assert target.read_text().splitlines()[0].startswith("run_id,generation,kind")
@@ -170,9 +190,13 @@ def test_form_validation_uses_the_engine_rules(tmp_path: Path) -> None:
               "utility_budget", "meta_utility_budget", "meta_utility_tests", "seed")}  # fmt: skip
     ok, errors = validate_form(base, values, "demo", "parity_noise", "auto")
     assert ok is not None and not errors
-    bad, errors = validate_form(base, {**values, "generations": "abc"}, "demo", "parity_noise", "auto")
+    bad, errors = validate_form(
+        base, {**values, "generations": "abc"}, "demo", "parity_noise", "auto"
+    )
     assert bad is None and "whole number" in errors["generations"]
-    bad, errors = validate_form(base, {**values, "generations": "0"}, "demo", "parity_noise", "auto")
+    bad, errors = validate_form(
+        base, {**values, "generations": "0"}, "demo", "parity_noise", "auto"
+    )
     assert bad is None and "generations" in errors and "at least 1" in errors["generations"]
     bad, errors = validate_form(base, {**values, "lm_budget": "-3"}, "demo", "parity_noise", "auto")
     assert bad is None and "lm_budget" in errors

@@ -30,7 +30,9 @@ def test_home_screen(snap_compare: Any, saved_workspace: Path) -> None:
     app = StopApp(settings_for(saved_workspace), snapshot=True)
 
     async def ready(pilot: Any) -> None:
-        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.runs, "runs")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.runs, "runs"
+        )
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)

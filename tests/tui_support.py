@@ -51,7 +51,9 @@ def make_saved_run(workspace: Path, run_id: str, **changes: Any) -> str:
     return asyncio.run(main())
 
 
-async def wait_for(pilot: Any, condition: Callable[[], object], what: str, limit: float = 60.0) -> None:
+async def wait_for(
+    pilot: Any, condition: Callable[[], object], what: str, limit: float = 60.0
+) -> None:
     """Let the app run until ``condition()`` holds (fails after ``limit`` seconds)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit

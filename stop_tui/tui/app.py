@@ -11,10 +11,10 @@ import os
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
@@ -71,7 +71,16 @@ def _bindings(screen: Screen[Any]) -> list[tuple[Any, list[Binding]]]:
     nodes += [screen, screen.app]
     for node in nodes:
         bindings = [b for b in node._bindings.key_to_bindings.values() for b in b]
-        out.append((node, [b for b in bindings if b.show or b.id]))
+        usable = []
+        for b in bindings:
+            if not (b.show or b.id):
+                continue
+            name = b.action.split("(", 1)[0]
+            check = getattr(node, "check_action", None)
+            if check is not None and check(name, ()) is False:
+                continue  # not available here and now (e.g. pause on a saved run)
+            usable.append(b)
+        out.append((node, usable))
     return out
 
 
@@ -83,7 +92,7 @@ class StopApp(App[int]):
     SUB_TITLE = "supervised self-improvement (STOP)"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {ActionsProvider}
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
         Binding("ctrl+t", "change_theme", "Theme", id="app.theme"),
         Binding("q", "quit", "Quit", id="app.quit"),

@@ -99,7 +99,7 @@ def flags_view(flags: list[str] | tuple[str, ...], P: Palette) -> Group:
         for item in items:
             parts.append(Text(f"    {item.split(': ', 1)[-1] if '/' in item else item}",
                               style=P["error"]))  # fmt: skip
-    for category, explanation in EXPLANATIONS.items():
+    for category in EXPLANATIONS:
         if category not in by_category:
             parts.append(Text(f"✓ {category}: nothing found", style=P["success"]))
     if not flags:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
@@ -33,7 +33,7 @@ def describe(request: ApprovalRequest) -> str:
 class ApprovalScreen(ModalScreen[Answer | None]):
     """A generated improver asks to run: its diff, the audit, what it may do, your decision."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approval.approve"),
         Binding("r", "reject", "Reject…", id="approval.reject"),
         Binding("e", "edit", "Edit, then approve", id="approval.edit"),
@@ -60,7 +60,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
                     yield Static(
                         diff_text(
                             unified(r.parent_source, r.source, "parent improver", "candidate"), P
-                        ),  # fmt: skip
+                        ),
                         id="approval-diff-text",
                     )
                 yield TextArea(

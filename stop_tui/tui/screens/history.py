@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane, Tree
@@ -43,7 +43,7 @@ def family(steps: list[StepInfo]) -> dict[str | None, list[StepInfo]]:
 class HistoryScreen(Screen[None]):
     """A run's commits: step through generations, compare two improvers, the family tree."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "left_square_bracket", "generation(-1)", "Prev gen", key_display="[", id="hist.prev"
         ),
@@ -149,6 +149,9 @@ class HistoryScreen(Screen[None]):
         add(tree.root, None)
         tree.root.expand()
         self._head()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 110, "narrow")
 
     def _head(self) -> None:
         text = Text()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class HomeScreen(Screen[None]):
     """The runs in this workspace: open, resume, replay or export one, or start a new run."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "new_run", "New", id="home.new"),
         Binding(
             "o", "open", "Open", tooltip="open the selected run (or press enter)", id="home.open"

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
@@ -102,7 +102,7 @@ def _highlight(body: str, query: str, P: Palette) -> Text:
 class ImproverScreen(Screen[None]):
     """An improver: source, diff against its parent, per-test scores, audit, transcript."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left_square_bracket", "step(-1)", "Previous", key_display="[", id="imp.prev"),
         Binding("right_square_bracket", "step(1)", "Next", key_display="]", id="imp.next"),
         Binding("s", "side_by_side", "Side by side", id="imp.side"),

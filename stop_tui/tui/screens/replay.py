@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
-from stop_tui.engine.events import MetaUtilityEvaluated
+from stop_tui.engine.events import Event, MetaUtilityEvaluated
 from stop_tui.engine.replay import ReplayStep
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.messages import EngineEvent
@@ -32,7 +32,7 @@ SPEEDS = [0.0, 0.3, 1.0]  # seconds between displayed steps
 class ReplayScreen(Screen[None]):
     """Replay a saved run offline and check that every meta-utility matches."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle_pause", "Pause/Resume display", id="replay.pause"),
         Binding("n", "step", "Step", id="replay.step"),
         Binding("s", "speed", "Speed", id="replay.speed"),
@@ -97,7 +97,11 @@ class ReplayScreen(Screen[None]):
         self.recorded = recorded.scores
         self.query_one("#replay-progress", ProgressBar).update(total=len(recorded.scores) or None)
         bus = EventBus()
-        bus.on(lambda event: self.post_message(EngineEvent(event)))
+
+        def forward(event: Event) -> None:
+            self.post_message(EngineEvent(event))
+
+        bus.on(forward)
         sandbox: Sandbox | None = None
         try:
             sandbox = await asyncio.to_thread(Sandbox, unsafe=self.stop_app.unsafe)

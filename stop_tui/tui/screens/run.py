@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Static
@@ -68,7 +68,7 @@ def load_saved(store: Any, run_id: str) -> RunModel:
 class RunScreen(Screen[None]):
     """A run: its generations, scores, what runs now and the event log."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "pause", "Pause/Resume", id="run.pause"),
         Binding("x", "stop", "Stop", id="run.stop"),
         Binding("a", "approvals", "Approvals", id="run.approvals"),
