@@ -7,6 +7,7 @@ the footer, ``?`` lists them, the command palette (``ctrl+p``) runs any of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from functools import partial
@@ -17,6 +18,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from stop_tui.config import Settings
 from stop_tui.errors import UserError
@@ -256,7 +258,8 @@ class StopApp(App[int]):
                 session.stop()
             for session in running:
                 if session.worker is not None:
-                    await session.worker.wait()
+                    with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                        await session.worker.wait()
             self.exit(0)
 
         self.push_screen(
