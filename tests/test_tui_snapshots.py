@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import DataTable
 
 from stop_tui.engine.approval import ApprovalRequest, Purpose
 from stop_tui.engine.session import seed_improver
@@ -31,9 +32,14 @@ def test_home_screen(snap_compare: Any, saved_workspace: Path) -> None:
 
     async def ready(pilot: Any) -> None:
         await wait_for(
-            pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.runs, "runs"
+            pilot,
+            lambda: (
+                isinstance(app.screen, HomeScreen)
+                and app.screen.query_one("#runs", DataTable).row_count
+            ),
+            "the runs table",
         )
-        await pilot.pause()
+        await pilot.pause(0.3)  # the table sizes its columns when idle
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 

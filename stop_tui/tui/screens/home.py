@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -52,26 +53,25 @@ class HomeScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        for name, key in (
-            ("run", "run"),
-            ("task", "task"),
-            ("model", "model"),
-            ("status", "status"),
-            ("gens", "gens"),
-            ("best", "best"),
-            ("cost", "cost"),
-            ("created", "created"),
-        ):
-            table.add_column(name, key=key)
+        self._columns(self.query_one("#runs", DataTable), [])
         workspace = self.stop_app.workspace
         shown = workspace.name if self.stop_app.snapshot else str(workspace)
         self.query_one("#home-intro", Static).update(
             f"Workspace [b]{shown}[/b] — every improver is a git commit, every run a branch."
         )
-        self.refresh_runs()
+
+    COLUMNS = ("run", "task", "model", "status", "gens", "best", "cost", "created")
+
+    def _columns(self, table: DataTable[Any], rows: Sequence[tuple[str, ...]]) -> None:
+        """(Re)build the columns, sized to their content up front (no waiting for the
+        table to measure itself)."""
+        table.clear(columns=True)
+        for i, name in enumerate(self.COLUMNS):
+            width = max([len(name), *(len(row[i]) for row in rows)])
+            table.add_column(name, key=name, width=width)
 
     def on_screen_resume(self) -> None:
+        # Also fires when the screen is first shown: the one place the list is (re)read.
         self.refresh_runs()
 
     @work(group="home-load", exclusive=True, exit_on_error=False)
@@ -85,10 +85,9 @@ class HomeScreen(Screen[None]):
         self.runs = runs
         table = self.query_one("#runs", DataTable)
         selected = self.selected_run()
-        table.clear()
         hide = self.stop_app.hide
-        for run in runs:
-            table.add_row(
+        rows = [
+            (
                 run.run_id,
                 run.task,
                 "demo" if run.model == "demo" else run.model,
@@ -97,8 +96,12 @@ class HomeScreen(Screen[None]):
                 fmt(run.best_meta_utility),
                 fmt_cost(run.cost) if run.cost is not None else "—",
                 hide(run.created.replace("T", " ").rstrip("Z"), 16),
-                key=run.run_id,
             )
+            for run in runs
+        ]
+        self._columns(table, rows)
+        for run, row in zip(runs, rows, strict=True):
+            table.add_row(*row, key=run.run_id)
         if selected is not None and selected in {r.run_id for r in runs}:
             table.move_cursor(row=table.get_row_index(selected))
         hint = self.query_one("#home-hint", Static)
