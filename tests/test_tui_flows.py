@@ -226,3 +226,62 @@ async def test_new_run_form_shows_the_error_next_to_the_field(tmp_path: Path) ->
 @pytest.fixture
 def saved_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_saved_run(tmp_path_factory.getbasetemp())
+
+
+async def test_edit_then_approve_and_approve_the_rest(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "ws", approval="every-candidate")
+    run_id = "20260103-000000-edit"
+    prepared = prepare_run(settings, default_policy=Policy.EVERY_CANDIDATE, run_id=run_id)
+    app = StopApp(settings, start="new", prepared=prepared, snapshot=True)
+    marker = "# edited in the approval modal\n"
+    edited: tuple[int, int] | None = None
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(pilot, lambda: app.sessions, "the run screen")
+        session = app.sessions[0]
+        while session.active:
+            screen = app.screen
+            if not isinstance(screen, ApprovalScreen):
+                await pilot.pause(0.05)
+                continue
+            request = screen.request
+            await pilot.pause(0.2)
+            if edited is None and request.index is not None:
+                await pilot.press("e")
+                editor = screen.query_one("#approval-editor")
+                assert editor.has_focus
+                editor.text = marker + request.source  # type: ignore[attr-defined]
+                await pilot.press("ctrl+s")
+                edited = (request.generation, request.index)
+            elif request.index is not None:
+                await pilot.press("g")  # the rest of this generation
+            else:
+                await pilot.press("a")
+            await wait_for(pilot, lambda r=request: not r.pending, "the decision")
+    assert edited is not None
+    store = RunStore(tmp_path / "ws")
+    steps = store.list_steps(run_id)
+    commit = next(
+        s.commit for s in steps if s.kind == "candidate" and (s.generation, s.candidate) == edited
+    )
+    record = store.get_record(commit)
+    assert record.decision is not None and record.decision.edited and record.tests
+    assert store.get_source(commit).startswith(marker)  # the edited source is what ran
+    others = [
+        store.get_record(s.commit) for s in steps if s.kind == "candidate" and s.commit != commit
+    ]
+    assert all(r.decision is not None and r.decision.action != "rejected" for r in others)
+
+
+async def test_replay_screen_checks_every_score(saved_workspace: Path) -> None:
+    from stop_tui.tui.screens.replay import ReplayScreen
+
+    app = StopApp(settings_for(saved_workspace), snapshot=True)
+    async with app.run_test(size=(100, 32)) as pilot:
+        app.open_replay(SAVED)
+        await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "the replay screen")
+        screen = app.screen
+        assert isinstance(screen, ReplayScreen)
+        await wait_for(pilot, lambda: screen.done and not screen.queue, "the replay", limit=120)
+        await pilot.pause(0.2)
+        assert screen.shown and all(step.matches for step in screen.shown)
+        assert "every score matches" in plain(screen.query_one("#replay-outcome", Static))
