@@ -162,7 +162,7 @@ class NewRunScreen(ModalScreen[Settings | None]):
             widget.update(errors.get(key, ""))
             widget.set_class(key in errors, "shown")
         for name, _, _ in INT_FIELDS:
-            self.query_one(f"#{name}", Input).set_class(name in errors, "invalid")
+            self.query_one(f"#{name}", Input).set_class(name in errors, "bad")
         return settings
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -179,6 +179,13 @@ class NewRunScreen(ModalScreen[Settings | None]):
         settings = self.check()
         if settings is None:
             self.notify("fix the fields marked in red first", severity="error")
+            shown = [w for w in self.query(".field-error.shown")]
+            if shown:
+                shown[0].scroll_visible()
+                name = (shown[0].id or "").removeprefix("err-")
+                field = self.query(f"#{name}")
+                if name and field:
+                    field.first().focus(scroll_visible=False)
             return
         self.dismiss(settings)
 
