@@ -235,6 +235,7 @@ async def test_edit_then_approve_and_approve_the_rest(tmp_path: Path) -> None:
     app = StopApp(settings, start="new", prepared=prepared, snapshot=True)
     marker = "# edited in the approval modal\n"
     edited: tuple[int, int] | None = None
+    went_home = False
     async with app.run_test(size=(100, 32)) as pilot:
         await wait_for(pilot, lambda: app.sessions, "the run screen")
         session = app.sessions[0]
@@ -254,9 +255,26 @@ async def test_edit_then_approve_and_approve_the_rest(tmp_path: Path) -> None:
                 edited = (request.generation, request.index)
             elif request.index is not None:
                 await pilot.press("g")  # the rest of this generation
+            elif not went_home:
+                # Later: leave the run screen; the run stays alive behind "open" at home.
+                await pilot.press("escape")
+                await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+                await pilot.press("escape")
+                await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "home")
+                went_home = True
+                home = app.screen
+                await wait_for(pilot, lambda h=home: h.selected_run() == run_id, "the run listed")
+                await pilot.press("o")
+                await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "the run again")
+                assert app.screen.session is session and request.pending
+                await pilot.press("a")  # the decision still waiting
+                continue
             else:
                 await pilot.press("a")
             await wait_for(pilot, lambda r=request: not r.pending, "the decision")
+        assert went_home
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen")
+        assert app.screen.model.status == "finished"
     assert edited is not None
     store = RunStore(tmp_path / "ws")
     steps = store.list_steps(run_id)

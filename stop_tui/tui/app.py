@@ -210,11 +210,25 @@ class StopApp(App[int]):
 
         session = RunSession(prepared)
         self.sessions.append(session)
-        self.push_screen(RunScreen(session=session))
+        # Installed, so leaving the screen keeps it (and its run) alive; the home screen's
+        # "open" brings it back.
+        name = f"run:{session.run_id}"
+        if self.is_screen_installed(name):
+            self.uninstall_screen(name)
+        self.install_screen(RunScreen(session=session), name=name)
+        self.push_screen(name)
 
     def open_saved(self, run_id: str) -> None:
         from stop_tui.tui.screens.run import RunScreen
 
+        name = f"run:{run_id}"
+        if self.is_screen_installed(name):
+            screen = self.get_screen(name)
+            if screen in self.screen_stack:
+                self.notify("that run is already open further back (esc to return)")
+                return
+            self.push_screen(name)
+            return
         self.push_screen(RunScreen(run_id=run_id))
 
     def open_history(self, run_id: str) -> None:

@@ -126,6 +126,7 @@ class RunScreen(Screen[None]):
         self.query_one("#activity").border_title = "now"
         self.query_one("#log").border_title = "events"
         self.set_interval(0.2, self._render_if_dirty)
+        self.watch(self.app, "theme", lambda _theme: self.render_all(), init=False)
         self.sub_title = self.model.run_id
         if self.session is not None:
             self.session.attach(self.post_message)
@@ -468,6 +469,8 @@ class RunScreen(Screen[None]):
 
     def action_back(self) -> None:
         if self.live:
-            self.notify("the run is still going: stop it (x) or quit (q) first", severity="warning")
-        else:
-            self.app.pop_screen()
+            self.notify(
+                "the run keeps going; open it again from the home screen (o). "
+                "Decisions it needs pop up wherever you are."
+            )
+        self.app.pop_screen()
