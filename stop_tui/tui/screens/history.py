@@ -93,12 +93,16 @@ class HistoryScreen(Screen[None]):
     @work(group="hist-load", exclusive=True, exit_on_error=False)
     async def load(self) -> None:
         store = self.stop_app.store()
+        table = self.query_one("#hist-table", DataTable)
+        table.loading = True
         try:
             steps = await asyncio.to_thread(store.list_steps, self.run_id)
             best = await asyncio.to_thread(store.best, self.run_id)
         except Exception as exc:
             self.stop_app.error(exc, "could not read the run")
             return
+        finally:
+            table.loading = False
         self.steps = steps
         self.best_commit = best.commit if best else None
         self._fill()

@@ -148,14 +148,18 @@ class RunScreen(Screen[None]):
     @work(group="run-load", exclusive=True, exit_on_error=False)
     async def load(self) -> None:
         store = self.stop_app.store()
+        table = self.query_one("#generations", DataTable)
+        table.loading = True
         try:
             model = await asyncio.to_thread(load_saved, store, self.model.run_id)
         except Exception as exc:
+            table.loading = False
             self.stop_app.error(exc, f"could not open run {self.model.run_id}")
             if self.app.screen is self:
                 self.app.pop_screen()
             return
         self.model = model
+        table.loading = False
         log = self.query_one("#log", RichLog)
         log.clear()
         log.write(
@@ -193,6 +197,9 @@ class RunScreen(Screen[None]):
     def _run_ended(self, message: RunEnded) -> None:
         if message.error:
             self.notify(message.error, title="the run failed", severity="error", timeout=15)
+        elif message.status == "failed":
+            why = self.model.message or "see the event log"
+            self.notify(why, title="the run failed", severity="error", timeout=15)
         elif message.status == "finished":
             self.notify(f"run {self.model.run_id} finished", title="done")
         else:
