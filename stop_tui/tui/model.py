@@ -347,6 +347,11 @@ class RunModel:
             for row in self.rows.values():
                 if row.status == "running":
                     row.status = "unfinished"
+            for cand in self.candidates.values():
+                if cand.decision in ("waiting", "proposed"):
+                    cand.decision = "undecided"
+                cand.total = cand.done if cand.meta_utility is None else cand.total
+            self.pending_approvals = 0
             best = (
                 f"; best meta-utility {fmt(event.best_meta_utility)} "
                 f"(generation {event.best_generation})"

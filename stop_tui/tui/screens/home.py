@@ -105,7 +105,17 @@ class HomeScreen(Screen[None]):
         if selected is not None and selected in {r.run_id for r in runs}:
             table.move_cursor(row=table.get_row_index(selected))
         hint = self.query_one("#home-hint", Static)
-        if runs:
+        waiting = [
+            (session.run_id, len(session.pending()))
+            for session in self.stop_app.sessions
+            if session.active and session.pending()
+        ]
+        if waiting:
+            hint.update(
+                " · ".join(f"⚑ run {rid}: {n} decision(s) waiting" for rid, n in waiting)
+                + " — select it and press o, then a"
+            )
+        elif runs:
             hint.update(
                 f"{len(runs)} run(s). enter/o open · r resume · p replay offline · "
                 "h history · e/c export scores · n new run"
