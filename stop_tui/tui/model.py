@@ -350,7 +350,8 @@ class RunModel:
             for cand in self.candidates.values():
                 if cand.decision in ("waiting", "proposed"):
                     cand.decision = "undecided"
-                cand.total = cand.done if cand.meta_utility is None else cand.total
+                if cand.meta_utility is None:
+                    cand.done = cand.total = 0  # its evaluation never finished
             self.pending_approvals = 0
             best = (
                 f"; best meta-utility {fmt(event.best_meta_utility)} "
