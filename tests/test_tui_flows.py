@@ -12,12 +12,13 @@ from stop_tui.engine.events import ApprovalDecided, MetaUtilityEvaluated
 from stop_tui.engine.session import prepare_run
 from stop_tui.store.store import RunStore
 from stop_tui.tui.app import StopApp
+from stop_tui.tui.model import RunModel
 from stop_tui.tui.screens.approval import ApprovalScreen
 from stop_tui.tui.screens.history import HistoryScreen
 from stop_tui.tui.screens.home import HomeScreen, export_path
 from stop_tui.tui.screens.improver import ImproverScreen
 from stop_tui.tui.screens.new_run import NewRunScreen, validate_form
-from stop_tui.tui.screens.run import RunScreen
+from stop_tui.tui.screens.run import RunScreen, load_saved
 from tests.engine_support import CountingSandbox
 from tests.tui_support import SAVED, settings_for, shared_saved_run, wait_for
 
@@ -92,6 +93,19 @@ async def test_live_run_approve_one_reject_another(tmp_path: Path) -> None:
     source = store.get_source(commit)
     ran = sandbox.sources("improver")
     assert ran and source not in ran
+    # What the run screen showed live is what it shows when the run is opened from the store.
+    live = RunModel()
+    for event in history:
+        live.apply(event)
+    saved = load_saved(store, "20260102-000000-live")
+    assert sorted(live.rows) == sorted(saved.rows) == [0, 1]
+    for g, row in live.rows.items():
+        other = saved.rows[g]
+        fields = ("status", "meta_utility", "test_meta_utility", "proposed", "approved",
+                  "rejected", "lm_calls", "tokens")  # fmt: skip
+        assert [getattr(row, f) for f in fields] == [getattr(other, f) for f in fields]
+        assert sorted(row.per_test) == sorted(other.per_test)
+    assert (live.lm_calls, live.tokens) == (saved.lm_calls, saved.tokens)
 
 
 async def test_open_saved_run_and_move_through_generations(saved_workspace: Path) -> None:
