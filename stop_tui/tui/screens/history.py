@@ -103,7 +103,10 @@ class HistoryScreen(Screen[None]):
             return
         finally:
             table.loading = False
-        self.steps = steps
+        unique: dict[str, StepInfo] = {}
+        for step in steps:
+            unique.setdefault(step.commit, step)
+        self.steps = list(unique.values())
         self.best_commit = best.commit if best else None
         self._fill()
         table = self.query_one("#hist-table", DataTable)

@@ -182,9 +182,12 @@ class RunScreen(Screen[None]):
 
     @on(EngineEvent)
     def _engine_event(self, message: EngineEvent) -> None:
-        line = self.model.apply(message.event)
-        if line is not None:
-            self._write_log(line)
+        try:
+            line = self.model.apply(message.event)
+            if line is not None:
+                self._write_log(line)
+        except Exception as exc:  # a display bug must never take the run down
+            self.stop_app.error(exc, f"could not show a {message.event.kind} event")
         self._dirty = True
 
     @on(ApprovalNeeded)
@@ -268,7 +271,11 @@ class RunScreen(Screen[None]):
 
     def _render_if_dirty(self) -> None:
         if self._dirty:
-            self.render_all()
+            try:
+                self.render_all()
+            except Exception as exc:  # keep the run going; say what went wrong
+                self._dirty = False
+                self.stop_app.error(exc, "could not draw the run screen")
 
     def render_all(self) -> None:
         self._dirty = False
