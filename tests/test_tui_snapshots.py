@@ -94,7 +94,11 @@ def approval_request() -> ApprovalRequest:
     )
 
 
-def test_approval_screen(snap_compare: Any, tmp_path: Path) -> None:
+def test_approval_screen(
+    snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("EDITOR", "VISUAL"):  # the $EDITOR key shows only when one is set
+        monkeypatch.delenv(name, raising=False)
     app = StopApp(settings_for(tmp_path / "ws"), snapshot=True)
 
     async def ready(pilot: Any) -> None:

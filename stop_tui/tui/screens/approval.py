@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -40,6 +42,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         Binding("g", "rest", "Approve rest of generation", id="approval.rest"),
         Binding("n", "next", "Next waiting", id="approval.next"),
         Binding("ctrl+s", "save_edit", "Approve edited", show=False, id="approval.save"),
+        Binding("ctrl+e", "external_edit", "Edit in $EDITOR", id="approval.external"),
         Binding("escape", "later", "Later", id="approval.later"),
     ]
 
@@ -107,6 +110,8 @@ class ApprovalScreen(ModalScreen[Answer | None]):
             return self.request.purpose is Purpose.CANDIDATE and self.mode == "view"
         if action == "save_edit":
             return self.mode == "edit"
+        if action == "external_edit":
+            return bool(os.environ.get("VISUAL") or os.environ.get("EDITOR"))
         if action in ("approve", "reject", "edit", "next"):
             return self.mode == "view"
         return True
@@ -152,6 +157,40 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         editor.focus()
         self.query_one("#approve", Button).label = "Approve edited [ctrl+s]"
         self.refresh_bindings()
+
+    def action_external_edit(self) -> None:
+        """Edit in ``$VISUAL``/``$EDITOR`` (the app steps aside meanwhile); the result
+        comes back into the in-app editor to review and approve with ctrl+s."""
+        import shlex
+        import subprocess
+        import tempfile
+
+        from textual.app import SuspendNotSupported
+
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or ""
+        current = (
+            self.query_one("#approval-editor", TextArea).text
+            if self.mode == "edit"
+            else self.request.source
+        )
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+            handle.write(current)
+            path = Path(handle.name)
+        try:
+            with self.app.suspend():
+                subprocess.call([*shlex.split(editor), str(path)])
+            edited = path.read_text(encoding="utf-8")
+        except SuspendNotSupported:
+            self.notify("this terminal cannot hand over to an editor", severity="error")
+            return
+        except (OSError, ValueError) as exc:
+            self.notify(f"could not run {editor!r}: {exc}", severity="error")
+            return
+        finally:
+            path.unlink(missing_ok=True)
+        if self.mode != "edit":
+            self.action_edit()
+        self.query_one("#approval-editor", TextArea).text = edited
 
     def action_save_edit(self) -> None:
         source = self.query_one("#approval-editor", TextArea).text
