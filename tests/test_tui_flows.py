@@ -317,3 +317,29 @@ async def test_replay_screen_checks_every_score(saved_workspace: Path) -> None:
         await pilot.pause(0.2)
         assert screen.shown and all(step.matches for step in screen.shown)
         assert "every score matches" in plain(screen.query_one("#replay-outcome", Static))
+
+
+async def test_pause_resume_and_stop_are_one_key_away(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "ws", approval="auto", demo_latency=0.3, generations=3)
+    run_id = "20260104-000000-stop"
+    prepared = prepare_run(settings, default_policy=Policy.AUTO, run_id=run_id)
+    app = StopApp(settings, start="new", prepared=prepared, snapshot=True)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen")
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        session = app.sessions[0]
+        await wait_for(pilot, lambda: screen.model.status == "running", "the run to start")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: screen.model.status == "paused", "paused")
+        assert session.run.paused
+        await pilot.press("space")
+        await wait_for(pilot, lambda: screen.model.status == "running", "running again")
+        assert not session.run.paused
+        await pilot.press("x")
+        await pilot.pause(0.2)
+        await pilot.press("y")  # the confirmation
+        await wait_for(pilot, lambda: not session.active, "the run to stop")
+        await wait_for(pilot, lambda: screen.model.status == "cancelled", "cancelled")
+    state = RunStore(tmp_path / "ws").get_state(run_id)
+    assert state is not None and state.status == "cancelled"

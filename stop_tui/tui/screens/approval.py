@@ -85,7 +85,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
                 if r.purpose is Purpose.CANDIDATE:
                     yield Button("Rest of gen [g]", id="rest")
                 yield Button("Later [esc]", id="later")
-            yield Footer()
+            yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#approval-diff").border_title = "diff against its parent"

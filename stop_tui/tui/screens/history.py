@@ -81,7 +81,7 @@ class HistoryScreen(Screen[None]):
                     yield Tree("run", id="hist-tree")
             with VerticalScroll(id="hist-diff-box", classes="panel"):
                 yield Static(id="hist-diff")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#hist-table", DataTable)

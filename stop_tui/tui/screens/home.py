@@ -50,7 +50,7 @@ class HomeScreen(Screen[None]):
         table: DataTable[Any] = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static(id="home-hint", classes="dim")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._columns(self.query_one("#runs", DataTable), [])

@@ -148,7 +148,7 @@ class ImproverScreen(Screen[None]):
                 )
                 with VerticalScroll():
                     yield Static(id="imp-transcript")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = self.run_id

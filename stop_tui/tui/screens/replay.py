@@ -62,7 +62,7 @@ class ReplayScreen(Screen[None]):
         table: DataTable[Any] = DataTable(id="replay-table", cursor_type="row")
         yield table
         yield Static(id="replay-outcome")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#replay-table", DataTable)

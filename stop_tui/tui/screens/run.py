@@ -69,7 +69,13 @@ class RunScreen(Screen[None]):
     """A run: its generations, scores, what runs now and the event log."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "pause", "Pause/Resume", id="run.pause"),
+        Binding(
+            "space",
+            "pause",
+            "Pause",
+            tooltip="pause the run; space again resumes it",
+            id="run.pause",
+        ),
         Binding("x", "stop", "Stop", id="run.stop"),
         Binding("a", "approvals", "Approvals", id="run.approvals"),
         Binding("i", "improver", "Improver", tooltip="or enter on a generation", id="run.improver"),
@@ -116,7 +122,7 @@ class RunScreen(Screen[None]):
                 yield Static(id="cand-chart", classes="panel")
             yield Static(id="activity", classes="panel")
         yield RichLog(id="log", markup=False, wrap=True, max_lines=2000)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#generations", DataTable)
@@ -304,6 +310,8 @@ class RunScreen(Screen[None]):
             "starting": P["accent"],
         }.get(m.status, P["error"])
         status.append(f" {icon} {m.status} ", style=f"bold {colour}")
+        if m.status == "paused":
+            status.append("(space resumes) ", style=colour)
         pending = len(self.session.pending()) if self.session is not None else 0
         if pending:
             status.append(f" ⚑ {pending} waiting: press a ", style=f"bold reverse {P['accent']}")
