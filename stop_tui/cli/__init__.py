@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "tasks",
     "transfer",
     "doctor",
+    "open",
 ]
 
 
@@ -56,8 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         handler = getattr(args, "handler", None)
         if handler is None:
-            parser.print_help()
-            return 0
+            # No command: open the app on the home screen (``--help`` lists the commands).
+            from stop_tui.config import load_settings
+            from stop_tui.tui.launch import launch_home
+
+            return launch_home(load_settings())
         return int(handler(args) or 0)
     except UserError as exc:
         print(f"stop-tui: error: {exc.line()}", file=sys.stderr)

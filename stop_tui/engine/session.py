@@ -104,8 +104,11 @@ def prepare_run(
     bus: EventBus | None = None,
     serial: bool = False,
     command: str = "run",
+    run_id: str | None = None,
 ) -> Prepared:
-    config = run_config(settings, default_policy=default_policy).replace(serial=serial)
+    config = run_config(settings, default_policy=default_policy, run_id=run_id).replace(
+        serial=serial
+    )
     store = open_store(settings)
     sandbox = Sandbox(unsafe=unsafe)
     backend = _backend(settings, store, config.run_id, resume=False, serial=serial)

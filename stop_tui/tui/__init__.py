@@ -1,1 +1,1 @@
-"""stop_tui.tui"""
+"""The Textual front end (never imported by the engine)."""

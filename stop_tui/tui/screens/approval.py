@@ -1,0 +1,218 @@
+"""The approval modal: nothing generated runs before someone says yes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Input, Label, Static, TextArea
+
+from stop_tui.engine.approval import ApprovalRequest, Purpose
+from stop_tui.tui.charts import Palette
+from stop_tui.tui.render import allowances_view, diff_text, flags_view, unified
+
+if TYPE_CHECKING:
+    from stop_tui.tui.session import RunSession
+
+#: The modal's answer: (action, payload) with action approve | reject (payload: reason) |
+#: edit (payload: the edited source) | rest | next | later.
+Answer = tuple[str, str]
+
+
+def describe(request: ApprovalRequest) -> str:
+    if request.purpose is Purpose.CANDIDATE:
+        return f"Run candidate {request.index} of generation {request.generation}?"
+    return f"Adopt the improver generation {request.generation} returned?"
+
+
+class ApprovalScreen(ModalScreen[Answer | None]):
+    """A generated improver asks to run: its diff, the audit, what it may do, your decision."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "approve", "Approve", id="approval.approve"),
+        Binding("r", "reject", "Reject…", id="approval.reject"),
+        Binding("e", "edit", "Edit, then approve", id="approval.edit"),
+        Binding("g", "rest", "Approve rest of generation", id="approval.rest"),
+        Binding("n", "next", "Next waiting", id="approval.next"),
+        Binding("ctrl+s", "save_edit", "Approve edited", show=False, id="approval.save"),
+        Binding("ctrl+e", "external_edit", "Edit in $EDITOR", id="approval.external"),
+        Binding("escape", "later", "Later", id="approval.later"),
+    ]
+
+    def __init__(self, request: ApprovalRequest, session: RunSession | None = None) -> None:
+        super().__init__()
+        self.request = request
+        self.session = session
+        self.mode = "view"  # view | reject | edit
+
+    def compose(self) -> ComposeResult:
+        r = self.request
+        P = Palette.from_theme(self.app.current_theme)
+        with Vertical(id="approval-box", classes="dialog"):
+            yield Label(describe(r), classes="dialog-title", id="approval-title")
+            yield Static(self._queue_text(), id="approval-queue", classes="dim")
+            with Horizontal(id="approval-main"):
+                with VerticalScroll(id="approval-diff", classes="panel"):
+                    yield Static(
+                        diff_text(
+                            unified(r.parent_source, r.source, "parent improver", "candidate"), P
+                        ),
+                        id="approval-diff-text",
+                    )
+                yield TextArea(
+                    r.source, id="approval-editor", classes="hidden", tab_behavior="indent"
+                )
+                with VerticalScroll(id="approval-side", classes="panel"):
+                    yield Static(flags_view(r.flags, P), id="approval-flags")
+                    yield Static(Text("if approved it may use", style="bold"))
+                    yield Static(allowances_view(r.allowances), id="approval-allowances")
+            yield Input(
+                placeholder="why reject it? (enter to reject, esc to go back)",
+                id="approval-reason",
+                classes="hidden",
+            )
+            with Horizontal(classes="buttons", id="approval-buttons"):
+                yield Button("Approve [a]", variant="success", id="approve")
+                yield Button("Reject [r]", variant="error", id="reject")
+                yield Button("Edit [e]", variant="primary", id="edit")
+                if r.purpose is Purpose.CANDIDATE:
+                    yield Button("Rest of gen [g]", id="rest")
+                yield Button("Later [esc]", id="later")
+            yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#approval-diff").border_title = "diff against its parent"
+        self.query_one("#approval-side").border_title = "audit"
+        self.query_one("#approval-diff").focus()
+
+    def _queue_text(self) -> str:
+        if self.session is None:
+            return ""
+        pending = self.session.pending()
+        others = [p for p in pending if p is not self.request]
+        if not others:
+            return "nothing else is waiting"
+        names = ", ".join(
+            f"g{p.generation} " + (f"c{p.index}" if p.index is not None else "adoption")
+            for p in others[:5]
+        )
+        return f"{len(others)} more waiting: {names} (n: next)"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "rest":
+            return self.request.purpose is Purpose.CANDIDATE and self.mode == "view"
+        if action == "save_edit":
+            return self.mode == "edit"
+        if action == "external_edit":
+            return bool(os.environ.get("VISUAL") or os.environ.get("EDITOR"))
+        if action in ("approve", "reject", "edit", "next"):
+            return self.mode == "view"
+        return True
+
+    # ------------------------------------------------------------------ actions
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        action = event.button.id or ""
+        if action == "approve" and self.mode == "edit":
+            self.action_save_edit()
+            return
+        if action == "reject" and self.mode == "reject":
+            self._reject_now()
+            return
+        self.run_action_by_name(action)
+
+    def run_action_by_name(self, name: str) -> None:
+        handler = getattr(self, f"action_{name}", None)
+        if handler is not None:
+            handler()
+
+    def action_approve(self) -> None:
+        self.dismiss(("approve", ""))
+
+    def action_reject(self) -> None:
+        self.mode = "reject"
+        reason = self.query_one("#approval-reason", Input)
+        reason.remove_class("hidden")
+        reason.focus()
+        self.refresh_bindings()
+
+    @on(Input.Submitted, "#approval-reason")
+    def _reject_now(self) -> None:
+        reason = self.query_one("#approval-reason", Input).value.strip()
+        self.dismiss(("reject", reason or "rejected without a reason"))
+
+    def action_edit(self) -> None:
+        self.mode = "edit"
+        self.query_one("#approval-diff").add_class("hidden")
+        editor = self.query_one("#approval-editor", TextArea)
+        editor.remove_class("hidden")
+        editor.border_title = "edit the candidate — ctrl+s approves the edited source, esc cancels"
+        editor.focus()
+        self.query_one("#approve", Button).label = "Approve edited [ctrl+s]"
+        self.refresh_bindings()
+
+    def action_external_edit(self) -> None:
+        """Edit in ``$VISUAL``/``$EDITOR`` (the app steps aside meanwhile); the result
+        comes back into the in-app editor to review and approve with ctrl+s."""
+        import shlex
+        import subprocess
+        import tempfile
+
+        from textual.app import SuspendNotSupported
+
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or ""
+        current = (
+            self.query_one("#approval-editor", TextArea).text
+            if self.mode == "edit"
+            else self.request.source
+        )
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+            handle.write(current)
+            path = Path(handle.name)
+        try:
+            with self.app.suspend():
+                subprocess.call([*shlex.split(editor), str(path)])
+            edited = path.read_text(encoding="utf-8")
+        except SuspendNotSupported:
+            self.notify("this terminal cannot hand over to an editor", severity="error")
+            return
+        except (OSError, ValueError) as exc:
+            self.notify(f"could not run {editor!r}: {exc}", severity="error")
+            return
+        finally:
+            path.unlink(missing_ok=True)
+        if self.mode != "edit":
+            self.action_edit()
+        self.query_one("#approval-editor", TextArea).text = edited
+
+    def action_save_edit(self) -> None:
+        source = self.query_one("#approval-editor", TextArea).text
+        if source == self.request.source:
+            self.dismiss(("approve", ""))
+        else:
+            self.dismiss(("edit", source))
+
+    def action_rest(self) -> None:
+        self.dismiss(("rest", ""))
+
+    def action_next(self) -> None:
+        self.dismiss(("next", ""))
+
+    def action_later(self) -> None:
+        if self.mode != "view":
+            self.mode = "view"
+            self.query_one("#approval-reason", Input).add_class("hidden")
+            self.query_one("#approval-editor", TextArea).add_class("hidden")
+            self.query_one("#approval-diff").remove_class("hidden")
+            self.query_one("#approve", Button).label = "Approve [a]"
+            self.query_one("#approval-diff").focus()
+            self.refresh_bindings()
+            return
+        self.dismiss(("later", ""))

@@ -1,0 +1,190 @@
+"""Replay: re-execute a saved run offline (recorded LM responses and decisions,
+the same seeds) and show, step by step, whether every score comes out the same.
+
+The engine replays as fast as it can; the *display* of its steps is paced
+(``s`` cycles the delay between shown steps, ``space`` pauses the display,
+``n`` shows one more step while paused)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+
+from stop_tui.engine.events import Event, MetaUtilityEvaluated
+from stop_tui.engine.replay import ReplayStep
+from stop_tui.tui.charts import Palette
+from stop_tui.tui.messages import EngineEvent
+
+if TYPE_CHECKING:
+    from stop_tui.tui.app import StopApp
+
+SPEEDS = [0.0, 0.3, 1.0]  # seconds between displayed steps
+
+
+class ReplayScreen(Screen[None]):
+    """Replay a saved run offline and check that every meta-utility matches."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_pause", "Pause/Resume display", id="replay.pause"),
+        Binding("n", "step", "Step", id="replay.step"),
+        Binding("s", "speed", "Speed", id="replay.speed"),
+        Binding("escape", "back", "Back", id="replay.back"),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.recorded: dict[tuple[int, int | None], tuple[float | None, list[float]]] = {}
+        self.queue: deque[ReplayStep] = deque()
+        self.shown: list[ReplayStep] = []
+        self.speed = 0
+        self.paused = False
+        self.done = False
+        self.outcome: Text | None = None
+        self._since = 0.0
+
+    @property
+    def stop_app(self) -> StopApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="replay-head")
+        yield ProgressBar(id="replay-progress", show_eta=False)
+        table: DataTable[Any] = DataTable(id="replay-table", cursor_type="row")
+        yield table
+        yield Static(id="replay-outcome")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#replay-table", DataTable)
+        for name in ("step", "recorded", "replayed", "tests (recorded → replayed)", "match"):
+            table.add_column(name, key=name)
+        self.sub_title = f"replay of {self.run_id}"
+        self.set_interval(0.1, self._tick)
+        self._head()
+        self.replay()
+
+    def _head(self) -> None:
+        delay = SPEEDS[self.speed]
+        pace = "as fast as it runs" if delay == 0 else f"{delay:g} s between steps"
+        state = "display paused (n: one step)" if self.paused else pace
+        self.query_one("#replay-head", Static).update(
+            f"Replaying [b]{self.run_id}[/b] offline: recorded LM responses and decisions, "
+            f"same seeds. Display: {state}."
+        )
+
+    @work(group="replay", exclusive=True, exit_on_error=False)
+    async def replay(self) -> None:
+        from stop_tui.engine.events import EventBus
+        from stop_tui.engine.replay import load_recorded, replay
+        from stop_tui.sandbox.api import Sandbox
+
+        store = self.stop_app.store()
+        try:
+            recorded = await asyncio.to_thread(load_recorded, store, self.run_id)
+        except Exception as exc:
+            self.stop_app.error(exc, "cannot replay")
+            return
+        self.recorded = recorded.scores
+        self.query_one("#replay-progress", ProgressBar).update(total=len(recorded.scores) or None)
+        bus = EventBus()
+
+        def forward(event: Event) -> None:
+            self.post_message(EngineEvent(event))
+
+        bus.on(forward)
+        sandbox: Sandbox | None = None
+        try:
+            sandbox = await asyncio.to_thread(Sandbox, unsafe=self.stop_app.unsafe)
+            report = await replay(store, self.run_id, sandbox=sandbox, bus=bus)
+        except Exception as exc:
+            self.stop_app.error(exc, "the replay failed")
+            self.outcome = Text(f"the replay failed: {exc}", style="bold red")
+            self.done = True
+            return
+        finally:
+            if sandbox is not None:
+                await sandbox.close()
+        P = Palette.from_theme(self.app.current_theme)
+        if report.ok:
+            self.outcome = Text(
+                f"✔ every score matches ({len(report.steps)} meta-utility evaluations)",
+                style=f"bold {P['success']}",
+            )
+        else:
+            self.outcome = Text(f"✘ diverged: {report.divergence}", style=f"bold {P['error']}")
+        self.done = True
+
+    @on(EngineEvent)
+    def _event(self, message: EngineEvent) -> None:
+        event = message.event
+        if not isinstance(event, MetaUtilityEvaluated):
+            return
+        expected = self.recorded.get((event.generation, event.index))
+        self.queue.append(
+            ReplayStep(
+                generation=event.generation,
+                index=event.index,
+                recorded=expected[0] if expected else None,
+                replayed=event.meta_utility,
+                recorded_tests=expected[1] if expected else [],
+                replayed_tests=list(event.per_test),
+            )
+        )
+
+    def _tick(self) -> None:
+        delay = SPEEDS[self.speed]
+        self._since += 0.1
+        if not self.paused and self.queue and self._since + 1e-9 >= delay:
+            self._show_one()
+        if self.done and not self.queue and self.outcome is not None:
+            self.query_one("#replay-outcome", Static).update(self.outcome)
+
+    def _show_one(self) -> None:
+        self._since = 0.0
+        step = self.queue.popleft()
+        self.shown.append(step)
+        P = Palette.from_theme(self.app.current_theme)
+        tests = (
+            ", ".join(f"{v:.2f}" for v in sorted(step.recorded_tests))
+            + " → "
+            + ", ".join(f"{v:.2f}" for v in sorted(step.replayed_tests))
+        )
+        table = self.query_one("#replay-table", DataTable)
+        table.add_row(
+            step.label,
+            "—" if step.recorded is None else f"{step.recorded:.6f}",
+            f"{step.replayed:.6f}",
+            tests,
+            Text("yes", style=P["success"])
+            if step.matches
+            else Text("NO", style=f"bold {P['error']}"),
+        )
+        table.move_cursor(row=table.row_count - 1)
+        self.query_one("#replay-progress", ProgressBar).advance(1)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self._head()
+
+    def action_step(self) -> None:
+        if self.queue:
+            self._show_one()
+        elif not self.done:
+            self.notify("the next step is still being replayed")
+
+    def action_speed(self) -> None:
+        self.speed = (self.speed + 1) % len(SPEEDS)
+        self._head()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
