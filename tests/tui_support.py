@@ -21,7 +21,7 @@ SMALL: dict[str, Any] = {
     "lm_budget": 2,
     "max_responses_per_call": 3,
     "demo_failure_rate": 0.0,
-    "seed": 0,
+    "seed": 1,
 }
 
 
