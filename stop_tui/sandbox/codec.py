@@ -133,6 +133,28 @@ def dumps_message(message: dict[str, Any]) -> bytes:
     return text.encode("utf-8") + b"\n"
 
 
+class Prepared:
+    """A message serialised once and sent many times, each time with its own ``id``
+    (e.g. one instance's arguments, sent to every solution evaluated on it).
+
+    ``with_id`` gives exactly what :func:`dumps_message` gives for the message
+    with ``"id"`` added last, without serialising the rest again.
+    """
+
+    __slots__ = ("_head", "size")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        if not isinstance(message, dict) or "id" in message:
+            raise CodecError("a prepared message is a JSON object without an id")
+        line = dumps_message(message)
+        head = line[:-2]  # drop the closing brace and the newline
+        self._head = head if head == b"{" else head + b","
+        self.size = len(line)
+
+    def with_id(self, request_id: str) -> bytes:
+        return self._head + b'"id":' + json.dumps(request_id).encode() + b"}\n"
+
+
 def loads_message(line: bytes) -> dict[str, Any]:
     """Parse one JSON line; the caller has already checked its size."""
     try:
