@@ -252,6 +252,7 @@ class Child:
             self._limit, self._error = limit, error
         if self._kill_task is None and self._exit is None:
             self._kill_task = asyncio.ensure_future(self._do_kill())
+            self._ending()
 
     # -------------------------------------------------------------- messages
 
@@ -406,6 +407,7 @@ class Child:
             return self._exit
         if self._kill_task is None:
             self._kill_task = asyncio.ensure_future(self._do_kill())
+            self._ending()
         return await asyncio.shield(self._kill_task)
 
     def kill_soon(self) -> tuple[str, str]:
@@ -423,6 +425,7 @@ class Child:
         err = self._err.data.decode("utf-8", "replace")
         if self._kill_task is None and self._exit is None:
             self._kill_task = asyncio.ensure_future(self._do_kill())
+            self._ending()
         return out, err
 
     def _drain_pipes(self) -> None:
@@ -457,6 +460,13 @@ class Child:
         self._exit = self._exit_info(status)
         self.sandbox._children.discard(self)
         return self._exit
+
+    def _ending(self) -> None:
+        """The job is being killed: fork a replacement spare now, so that its fork
+        and confinement overlap the kill and whatever the caller does next rather
+        than a running job (with at most one job per profile that is at once)."""
+        if self._armed and self.limits in self.sandbox._spares:
+            self.sandbox.prepare(self.limits)
 
     def _exit_info(self, status: dict[str, Any]) -> ExitInfo:
         limit, error = self._limit, self._error
@@ -646,7 +656,8 @@ class Sandbox:
             child = await self._new_child(limits)
         child._arm()
         await child.send({"job": job, "payload": payload})
-        self.prepare(limits)
+        if self.spares > 0 and not self._closing:
+            self._profile(limits)  # a replacement spare is forked when a job ends
         return child
 
     def prepare(self, limits: Limits | None = None) -> None:
@@ -656,17 +667,22 @@ class Sandbox:
         if self.spares < 1 or self._closing:
             return
         limits = limits or Limits()
-        pool = self._spares.pop(limits, [])
-        self._spares[limits] = pool  # most recently used last
-        while len(self._spares) > SPARE_PROFILES:
-            old = next(iter(self._spares))
-            for spare in self._spares.pop(old):
-                spare.kill_soon()
+        pool = self._profile(limits)
         for _ in range(self.spares - len(pool) - self._pending.get(limits, 0)):
             self._pending[limits] = self._pending.get(limits, 0) + 1
             task = asyncio.create_task(self._refill(limits))
             self._refills.add(task)
             task.add_done_callback(self._refills.discard)
+
+    def _profile(self, limits: Limits) -> list[Child]:
+        """The spares of ``limits``, now the most recently used profile."""
+        pool = self._spares.pop(limits, [])
+        self._spares[limits] = pool
+        while len(self._spares) > SPARE_PROFILES:
+            old = next(iter(self._spares))
+            for spare in self._spares.pop(old):
+                spare.kill_soon()
+        return pool
 
     async def _refill(self, limits: Limits) -> None:
         try:
