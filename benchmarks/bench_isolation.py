@@ -1,17 +1,26 @@
 """What isolation costs: one validation evaluation of each task's seed solution,
 in the sandbox (warm zygote, the real ``stop_tui.tasks.evaluate``) and in-process
 (unsafe, for comparison only: the same instances, calls and scoring, without a
-child). Both are measured side by side in one run; the ratio is what counts.
+child). All are measured side by side in one run (interleaved, so load affects
+each alike); the ratios are what count.
 
-    python benchmarks/bench_isolation.py [--repeats 15] [--tasks parity_noise ...]
+    python benchmarks/bench_isolation.py [--repeats 15] [--tasks parity_noise ...] [--gap 50]
 
-Goal (issue 2): isolation costs at most 1.5x on parity_noise.
+Two isolated columns: *back-to-back* starts the next evaluation as soon as the
+previous one returned (throughput: every evaluation then waits for part of a
+fork and confinement, since a spare needs longer than an evaluation to get
+ready); *spare ready* pauses ``--gap`` ms (untimed) before each evaluation, as
+the LM calls between evaluations do in a STOP run, so the evaluation starts on
+a confined spare (latency). Goal (issue 2): isolation costs at most 1.5x on
+parity_noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
 import statistics
 import time
@@ -46,15 +55,15 @@ def in_process(task: Task, source: str, split: str = "val") -> float:
             continue
         if time.perf_counter() - start > task.time_limit:
             continue
-        try:
+        with contextlib.suppress(Malformed):
             total += task.score(list(args), hidden, output)
-        except Malformed:
-            pass
     return total / len(instances)
 
 
-async def measure(names: list[str], repeats: int) -> None:
-    print(f"{'task':32} {'in-process':>12} {'isolated':>12} {'ratio':>7}   (median of {repeats})")
+async def measure(names: list[str], repeats: int, gap: float) -> None:
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, gap {1000 * gap:.0f} ms")
+    head = f"{'task':20} {'in-process':>11} {'back-to-back':>13} {'ratio':>7}"
+    print(f"{head} {'spare ready':>12} {'ratio':>7}   (median of {repeats})")
     async with Sandbox() as sandbox:
         for name in names:
             task = get_task(name)
@@ -63,23 +72,35 @@ async def measure(names: list[str], repeats: int) -> None:
             await evaluate(task, source, "val", sandbox)  # warm the zygote
             inproc: list[float] = []
             isolated: list[float] = []
-            for _ in range(repeats):  # interleaved, so load affects both alike
+            ready: list[float] = []
+            for _ in range(repeats):  # interleaved, so load affects all alike
                 start = time.perf_counter()
                 in_process(task, source)
                 inproc.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 await evaluate(task, source, "val", sandbox)
                 isolated.append(time.perf_counter() - start)
-            a, b = statistics.median(inproc), statistics.median(isolated)
-            print(f"{name:32} {1000 * a:10.1f}ms {1000 * b:10.1f}ms {b / a:6.2f}x")
+                await asyncio.sleep(gap)
+                start = time.perf_counter()
+                await evaluate(task, source, "val", sandbox)
+                ready.append(time.perf_counter() - start)
+            a, b, c = (statistics.median(x) for x in (inproc, isolated, ready))
+            print(
+                f"{name:20} {1000 * a:9.1f}ms {1000 * b:11.1f}ms {b / a:6.2f}x"
+                f" {1000 * c:10.1f}ms {c / a:6.2f}x"
+            )
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--tasks", nargs="+", default=None)
+    parser.add_argument(
+        "--gap", type=float, default=50, help="untimed pause (ms) before a 'spare ready' run"
+    )
     args = parser.parse_args()
-    asyncio.run(measure(args.tasks or task_names(), args.repeats))
+    asyncio.run(measure(args.tasks or task_names(), args.repeats, args.gap / 1000))
 
 
 if __name__ == "__main__":
