@@ -574,6 +574,10 @@ class Sandbox:
 
     async def start(self) -> None:
         """Start the zygote (idempotent); a dead zygote is restarted."""
+        self._closing = False  # spares may be prepared (again)
+        await self._ensure_zygote()
+
+    async def _ensure_zygote(self) -> None:
         async with self._lock:
             if self.use_zygote and (self._zygote is None or self._zygote.poll() is not None):
                 await self._start_zygote()
@@ -631,7 +635,6 @@ class Sandbox:
         await asyncio.gather(*self._refills, return_exceptions=True)  # they kill what they made
         self._spares.clear()
         await asyncio.gather(*(child.kill() for child in list(self._children)))
-        self._closing = False
         await self._stop_zygote()
         if self._host_scratch is not None:
             shutil.rmtree(self._host_scratch, ignore_errors=True)
@@ -750,7 +753,7 @@ class Sandbox:
         data = json.dumps(spec).encode()
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
         for attempt in range(2):
-            await self.start()
+            await self._ensure_zygote()
             assert self._zsock is not None
             try:
                 self._zsock.sendmsg([data], ancillary)
