@@ -29,7 +29,7 @@ import types
 import numpy as np
 
 from stop_tui.sandbox import codec
-from stop_tui.sandbox.api import Sandbox
+from stop_tui.sandbox.api import SPARES, Sandbox
 from stop_tui.tasks import Malformed
 from stop_tui.tasks.evaluate import evaluate, rng_seed_for
 from stop_tui.tasks.registry import Task, get_task, task_names
@@ -60,11 +60,12 @@ def in_process(task: Task, source: str, split: str = "val") -> float:
     return total / len(instances)
 
 
-async def measure(names: list[str], repeats: int, gap: float) -> None:
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, gap {1000 * gap:.0f} ms")
+async def measure(names: list[str], repeats: int, gap: float, spares: int) -> None:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average {load}, gap {1000 * gap:.0f} ms, {spares} spare(s) per profile")
     head = f"{'task':20} {'in-process':>11} {'back-to-back':>13} {'ratio':>7}"
     print(f"{head} {'spare ready':>12} {'ratio':>7}   (median of {repeats})")
-    async with Sandbox() as sandbox:
+    async with Sandbox(spares=spares) as sandbox:
         for name in names:
             task = get_task(name)
             source = task.seed_solution
@@ -99,8 +100,9 @@ def main() -> None:
     parser.add_argument(
         "--gap", type=float, default=50, help="untimed pause (ms) before a 'spare ready' run"
     )
+    parser.add_argument("--spares", type=int, default=SPARES, help="spares per limits profile")
     args = parser.parse_args()
-    asyncio.run(measure(args.tasks or task_names(), args.repeats, args.gap / 1000))
+    asyncio.run(measure(args.tasks or task_names(), args.repeats, args.gap / 1000, args.spares))
 
 
 if __name__ == "__main__":

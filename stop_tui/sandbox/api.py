@@ -67,7 +67,7 @@ from stop_tui.sandbox.guest.zygote import GO
 
 OUTPUT_KILL_FACTOR = 4
 KILL_GRACE = 5.0  # seconds to wait for the supervisor's status after a kill
-SPARES = 1  # confined children kept waiting per limits profile (0: none)
+SPARES = 2  # confined children kept waiting per limits profile (0: none; ~3 MB each)
 SPARE_PROFILES = 4  # limits profiles with spares; the least recently used is dropped
 JOBS = ("solution", "improver")
 
