@@ -462,11 +462,11 @@ class Child:
         return self._exit
 
     def _ending(self) -> None:
-        """The job is being killed: fork a replacement spare now, so that its fork
-        and confinement overlap the kill and whatever the caller does next rather
-        than a running job (with at most one job per profile that is at once)."""
-        if self._armed and self.limits in self.sandbox._spares:
-            self.sandbox.prepare(self.limits)
+        """The job is being killed: once it is dead, fork a replacement spare, so
+        that its fork and confinement overlap whatever the caller does next
+        rather than a running job or the kill itself."""
+        if self._armed and self.limits in self.sandbox._spares and self._kill_task is not None:
+            self._kill_task.add_done_callback(lambda _: self.sandbox.prepare(self.limits))
 
     def _exit_info(self, status: dict[str, Any]) -> ExitInfo:
         limit, error = self._limit, self._error

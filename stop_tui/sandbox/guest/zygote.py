@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import json
 import os
 import select
@@ -329,6 +330,10 @@ def main(argv: list[str]) -> None:
         sys.path.insert(0, guest_dir)  # improvers may `from helpers import extract_code`
     if argv[0] == "zygote":
         _preimport()
+        # Every job inherits these objects: keep the cyclic GC away from them, or a
+        # job's first full collection walks them all (milliseconds, in the middle of
+        # some instance) and writes to every page holding one (copy-on-write).
+        gc.freeze()
         sock = socket.socket(fileno=int(argv[1]))
         serve(sock)
     elif argv[0] == "cold":
