@@ -19,6 +19,11 @@ Usage::
 * Each :meth:`Sandbox.spawn` gives a fresh :class:`Child`, forked from the warm
   zygote (or started cold when ``zygote=False`` or the zygote cannot start);
   a child is never reused for a second job.
+* With ``spares`` (default 2, zygote only) each limits profile keeps that
+  many children forked and confined ahead of time, blocked reading their first
+  message; ``spawn`` hands one out (once) and its clocks start then
+  (:meth:`Sandbox.prepare` warms a profile up front). A replacement is forked
+  after a job of that profile has died.
 * The parent measures time: :meth:`Child.request` and :meth:`Child.serve`
   report ``elapsed`` and ``timed_out``; a timed-out request kills the child
   (limit ``"timeout"``). The child's whole lifetime is bounded by
