@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import statistics
 import time
 import types
@@ -35,8 +36,17 @@ from stop_tui.tasks.evaluate import evaluate, rng_seed_for
 from stop_tui.tasks.registry import Task, get_task, task_names
 
 
+class _TimeUp(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise _TimeUp
+
+
 def in_process(task: Task, source: str, split: str = "val") -> float:
     """The unsafe baseline: the same work as ``evaluate`` minus the isolation."""
+    signal.signal(signal.SIGALRM, _alarm)
     seed = rng_seed_for(source, split)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -47,12 +57,17 @@ def in_process(task: Task, source: str, split: str = "val") -> float:
     instances = task.instances(split)
     for args, hidden in instances:
         start = time.perf_counter()
+        # Stop a slow call at the time limit, as the sandbox does (else Max-Cut's seed,
+        # which always times out, would take 1.7 s a call here).
+        signal.setitimer(signal.ITIMER_REAL, task.time_limit * 1.05)
         try:
             output = entry(*args)
             # The same transport the sandbox uses, so the comparison is fair on encoding.
             output = codec.decode(codec.encode(output))
         except Exception:
             continue
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         if time.perf_counter() - start > task.time_limit:
             continue
         with contextlib.suppress(Malformed):

@@ -62,7 +62,11 @@ STANDARD_ENV: dict[str, str] = {
 }
 
 # STOP_TUI_* variables that are not settings (other parts of the program read them).
-NON_SETTING_ENV: set[str] = set()
+NON_SETTING_ENV: set[str] = {
+    "STOP_TUI_SANDBOX_DISABLE",  # switch isolation layers off for debugging (stop_tui.sandbox)
+    "STOP_TUI_SANDBOX_DEBUG",
+    "STOP_TUI_SNAPSHOT",  # stable screens for the TUI's snapshot tests
+}
 
 
 class Settings(BaseSettings):

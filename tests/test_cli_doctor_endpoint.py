@@ -11,11 +11,23 @@ import sys
 from tests.openai_server import OpenAIServer
 
 
-def doctor(server: OpenAIServer, model: str, key: str = "sk-test-key") -> subprocess.CompletedProcess[str]:
+def doctor(
+    server: OpenAIServer, model: str, key: str = "sk-test-key"
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STOP_TUI_", "OPENAI_"))}
     env["OPENAI_API_KEY"] = key
     return subprocess.run(
-        [sys.executable, "-m", "stop_tui", "doctor", "--json", "--model", model, "--base-url", server.base_url],
+        [
+            sys.executable,
+            "-m",
+            "stop_tui",
+            "doctor",
+            "--json",
+            "--model",
+            model,
+            "--base-url",
+            server.base_url,
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -58,7 +58,12 @@ async def test_rejected_candidates_never_run_and_edited_ones_run_as_edited() -> 
     assert rejected.step.decision is not None and not rejected.step.decision.approved
     assert rejected.step.meta_utility == 0.0 and rejected.step.tests == []
     improver_sources = sandbox.sources("improver")
-    assert rejected.source not in improver_sources  # never started a process
+    # Never started a process: every improver job is accounted for without it (the
+    # meta-level run, the seed's tests, and the tests of each approved candidate).
+    evaluated = [s for s in candidates.values() if s.step.tests]
+    assert len(improver_sources) == 1 + config.meta_utility_tests * (1 + len(evaluated))
+    contexts = {getattr(e, "context", "") for e in run.bus.history}
+    assert not any(c.startswith("g1/c0/") for c in contexts)
     edited = candidates[1]
     assert edited.source == EDITED and edited.step.decision is not None
     assert edited.step.decision.edited

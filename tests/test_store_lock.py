@@ -144,3 +144,13 @@ def test_a_reused_pid_does_not_keep_a_lock(ws: tuple[RunStore, str]) -> None:
     finally:
         keeper.kill()
         keeper.wait()
+
+
+def test_a_running_run_whose_writer_is_gone_is_listed_as_interrupted(tmp_path: Path) -> None:
+    from stop_tui.store import RunConfig, RunStore
+
+    store = RunStore(tmp_path / "ws", create=True)
+    writer = store.create_run(RunConfig(task="parity_noise", model="demo"), "x = 1\n", run_id="r1")
+    assert [r.status for r in store.list_runs()] == ["running"]  # its writer holds the lock
+    writer.close()  # as after a crash: the state still says running
+    assert [r.status for r in store.list_runs()] == ["interrupted"]

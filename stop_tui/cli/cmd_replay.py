@@ -8,7 +8,7 @@ import asyncio
 from rich.console import Console
 from rich.table import Table
 
-from stop_tui.cli.common import add_common, settings_from
+from stop_tui.cli.common import add_common, saved_run_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = saved_run_settings(args, args.run_id)
     from stop_tui.engine.replay import replay
     from stop_tui.sandbox.api import Sandbox
     from stop_tui.store.store import RunStore

@@ -73,7 +73,8 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def run_headless(prepared, *, ask: bool) -> int:
-    console = Console(highlight=False)
+    # Log lines are not wrapped (grep-able logs); tables still fit the terminal.
+    console = Console(highlight=False, soft_wrap=True)
 
     async def main() -> tuple[str, object]:
         try:

@@ -67,3 +67,20 @@ def settings_from(args: argparse.Namespace, extra: dict[str, Any] | None = None)
         overrides["workspace"] = args.workspace
     overrides.update(extra or {})
     return load_settings(overrides, getattr(args, "config", None))
+
+
+def saved_run_settings(args: argparse.Namespace, run_id: str) -> Settings:
+    """Settings for a command on a saved run (resume, replay): the model is the run's.
+
+    These commands have no --model; without this, an endpoint or API key set in
+    stop.toml or the environment (OPENAI_BASE_URL, OPENAI_API_KEY) made every setting
+    load fail with "no model is set", so a run could not be resumed or replayed.
+    """
+    from stop_tui.store.store import RunStore
+
+    first = settings_from(args, {"model": "demo"})  # only to find the workspace
+    store = RunStore(first.workspace)
+    model = "demo"
+    if store.exists and store.has_run(run_id):
+        model = store.get_config(run_id).model or "demo"
+    return settings_from(args, {"model": model})

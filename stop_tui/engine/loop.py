@@ -124,6 +124,8 @@ class StopRun:
         self.run_budget = RunBudget(max_calls=config.max_calls, max_tokens=config.max_tokens)
         if config.max_cost is not None:
             self.run_budget.max_cost = config.max_cost
+        if hasattr(recorder, "budget_snapshot"):
+            recorder.budget_snapshot = self.run_budget.snapshot
         self._running = asyncio.Event()
         self._running.set()
         self._abort: BaseException | None = None
@@ -461,6 +463,7 @@ class StopRun:
         meta_uses = 0
         budget = self.config.meta_utility_budget
         resumed = self.recorder.committed_candidates(generation)
+        taken = set(resumed)  # candidate numbers with a commit
 
         async def meta_utility_call(solution: Any, use_sandbox: bool) -> float:
             nonlocal meta_uses
@@ -471,6 +474,12 @@ class StopRun:
             prior = resumed.get(index)
             if prior is not None and prior.source_hash == source_hash(solution):
                 return prior.meta_utility  # committed before a crash: nothing runs again
+            if index in taken:
+                # The resumed improver proposed something else here than before the crash
+                # (it may depend on time or ordering): a new number, or the commit would
+                # fail on the existing one and the evaluated candidate would be lost.
+                index = max(taken) + 1
+            taken.add(index)
             return await self.candidate(generation, index, solution, improver)
 
         lm = self._language_model(f"g{generation}/meta")
@@ -599,6 +608,15 @@ class StopRun:
         config = self.config
         start = self.recorder.start(config)
         improver = start.improver
+        # A resumed run's caps count what was spent before the crash (else every crash
+        # would reset --max-calls / --max-tokens-total / --max-cost).
+        budget, spent = self.run_budget, start.spent
+        budget.calls_used += spent.calls
+        budget.prompt_tokens += spent.prompt_tokens
+        budget.completion_tokens += spent.completion_tokens
+        budget.cost += spent.cost
+        budget.cost_unknown_calls += spent.cost_unknown_calls
+        budget.tokens_estimated = budget.tokens_estimated or spent.tokens_estimated
         self.bus.publish(
             RunStarted(
                 run_id=self.run_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,10 +54,25 @@ class StepResult:
 
 
 @dataclass(frozen=True)
+class Spent:
+    """Language-model use (as :class:`~stop_tui.lm.budget.RunBudget` counts it)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cost_unknown_calls: int = 0
+    tokens_estimated: bool = False
+
+
+@dataclass(frozen=True)
 class StartInfo:
     improver: str
     completed_generation: int
     seed_scored: bool
+    #: On resume: what the run spent before the crash in steps it does not run again
+    #: (run-wide caps count it; what is run again is counted as it is served).
+    spent: Spent = Spent()
 
 
 @dataclass(frozen=True)
@@ -197,7 +213,8 @@ class StoreRecorder:
         self.writer: RunWriter | None = None
         self.transcript: WorkTranscript | None = None
         self.run_id = ""
-        self._last_meta: float | None = None
+        #: Set by the loop: the run-wide budget use, saved with every state.
+        self.budget_snapshot: Callable[[], dict[str, Any]] | None = None
 
     # -- helpers
 
@@ -247,8 +264,9 @@ class StoreRecorder:
         }
 
     def _state(self, status: str, generation: int, phase: str, message: str = "") -> Any:
+        budget = self.budget_snapshot() if self.budget_snapshot is not None else {}
         return store_records.RunState(
-            status=status, generation=generation, phase=phase, message=message
+            status=status, generation=generation, phase=phase, message=message, budget=budget
         )
 
     # -- Recorder
@@ -265,7 +283,8 @@ class StoreRecorder:
             generation = self.writer.generation
             seed_scored = generation > 0 or record.meta_utility is not None
             self.writer.save_state(self._state("running", generation, "resumed"))
-            return StartInfo(improver, generation, seed_scored)
+            spent = self._spent_before(generation) if seed_scored else Spent()
+            return StartInfo(improver, generation, seed_scored, spent)
         store_config = store_records.RunConfig(
             task=config.task, model=config.model, settings=config.to_dict()
         )
@@ -274,6 +293,44 @@ class StoreRecorder:
         )
         self.transcript = WorkTranscript(work_transcript_path(self.store, self.run_id))
         return StartInfo(self.seed_improver, 0, False)
+
+    def _spent_before(self, generation: int) -> Spent:
+        """LM use recorded in the work transcript by the steps a resume after
+        ``generation`` (seed scored) does not run again: earlier generations and the
+        candidates of the next one that are committed. The rest (the improver's own
+        calls, uncommitted candidates, the final evaluation) runs again, its recorded
+        responses served and counted then."""
+        assert self.transcript is not None
+        current = f"g{generation + 1}"
+        committed = set(self.committed_candidates(generation + 1))
+
+        def runs_again(context: str) -> bool:
+            head, _, rest = context.partition("/")
+            if head != current:
+                return False
+            part = rest.split("/", 1)[0]
+            if part[:1] == "c" and part[1:].isdigit():
+                return int(part[1:]) not in committed
+            return True
+
+        calls = prompt = completion = unknown = 0
+        cost = 0.0
+        estimated = False
+        for line in self.transcript.slice(""):
+            if runs_again(str(line.get("context", ""))):
+                continue
+            calls += 1  # failed requests count too
+            if not line.get("ok"):
+                continue
+            usage = line.get("usage") or {}
+            prompt += int(usage.get("prompt_tokens") or 0)
+            completion += int(usage.get("completion_tokens") or 0)
+            estimated = estimated or bool(usage.get("estimated"))
+            if line.get("cost") is None:
+                unknown += 1
+            else:
+                cost += float(line["cost"])
+        return Spent(calls, prompt, completion, cost, unknown, estimated)
 
     def seed_scored(self, improver: str, step: StepResult) -> str | None:
         assert self.transcript is not None

@@ -36,7 +36,7 @@ from typing import Any
 
 from stop_tui.errors import UserError
 from stop_tui.store.gitcmd import Git, GitError, base_env, git_executable
-from stop_tui.store.lock import RunLock
+from stop_tui.store.lock import RunLock, read_holder
 from stop_tui.store.records import (
     KINDS,
     STATUSES,
@@ -401,7 +401,7 @@ class RunStore:
                     run_id=rid,
                     task=st.get("Stop-Task") or tip.get("Stop-Task", ""),
                     model=st.get("Stop-Model") or tip.get("Stop-Model", ""),
-                    status=st.get("Stop-Status", "unknown"),
+                    status=self._live_status(rid, st.get("Stop-Status", "unknown")),
                     generations=_parse_int(tip.get("Stop-Generation")) or 0,
                     best_meta_utility=_parse_num(b_tr.get("Stop-Meta-Utility")),
                     best_commit=b_sha,
@@ -412,6 +412,16 @@ class RunStore:
             )
         runs.sort(key=lambda r: (r.created, r.run_id), reverse=True)
         return runs
+
+    def _live_status(self, run_id: str, status: str) -> str:
+        """A run saved as running whose writer is gone was interrupted (killed or crashed):
+        say so, so that people know to resume it."""
+        if status != "running":
+            return status
+        holder = read_holder(self.lock_dir / f"{run_id}.lock")
+        if holder is None or RunLock._holder_dead(holder):
+            return "interrupted"
+        return status
 
     def list_steps(self, run_id: str) -> list[StepInfo]:
         """Every improver commit of a run (seed, candidates, adopted) from ONE ``git log``.

@@ -140,11 +140,18 @@ class DemoBackend:
         self._occurrences: dict[str, int] = {}
 
     async def complete(self, request: ChatRequest) -> ChatResult:
+        # Taken before any await, so concurrent calls cannot change each other's index.
+        occurrence = self._occurrences.get(request.slot(), 0)
+        return await self.complete_as(request, occurrence)
+
+    async def complete_as(self, request: ChatRequest, occurrence: int) -> ChatResult:
+        """Answer ``request`` as its ``occurrence``-th repeat. A resumed run serves the
+        earlier repeats from its transcript (they never reach this backend), so the
+        recorder passes the run's occurrence number and the answer is the one an
+        uninterrupted run would have got."""
         started = time.perf_counter()
         key = request.slot()
-        # Taken before any await, so concurrent calls cannot change each other's index.
-        occurrence = self._occurrences.get(key, 0)
-        self._occurrences[key] = occurrence + 1
+        self._occurrences[key] = max(self._occurrences.get(key, 0), occurrence + 1)
         recognition = recognise(request.system, request.user)
         texts = [
             self._answer(recognition, request, _rng(self.seed, key, occurrence, index))

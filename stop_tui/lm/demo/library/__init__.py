@@ -178,6 +178,11 @@ TASKS: tuple[str, ...] = tuple(_SOLUTIONS)
 
 
 def _read(folder: str, stem: str) -> str:
+    if (folder, stem) == ("improvers", "seed"):
+        # The demo's seed improver is the real one (improvers/seed.py), not a copy.
+        from stop_tui.paths import improvers_dir
+
+        return (improvers_dir() / "seed.py").read_text(encoding="utf-8")
     return (SOURCES / folder / f"{stem}.py").read_text(encoding="utf-8")
 
 
