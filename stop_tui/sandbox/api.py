@@ -19,6 +19,11 @@ Usage::
 * Each :meth:`Sandbox.spawn` gives a fresh :class:`Child`, forked from the warm
   zygote (or started cold when ``zygote=False`` or the zygote cannot start);
   a child is never reused for a second job.
+* With ``spares`` (default 2, zygote only) each limits profile keeps that
+  many children forked and confined ahead of time, blocked reading their first
+  message; ``spawn`` hands one out (once) and its clocks start then
+  (:meth:`Sandbox.prepare` warms a profile up front). A replacement is forked
+  after a job of that profile has died.
 * The parent measures time: :meth:`Child.request` and :meth:`Child.serve`
   report ``elapsed`` and ``timed_out``; a timed-out request kills the child
   (limit ``"timeout"``). The child's whole lifetime is bounded by
@@ -63,9 +68,12 @@ from typing import Any
 from stop_tui.errors import UserError
 from stop_tui.sandbox import codec, layers
 from stop_tui.sandbox.guest.runner import EXIT_CONFINE, EXIT_MEMORY
+from stop_tui.sandbox.guest.zygote import GO
 
 OUTPUT_KILL_FACTOR = 4
 KILL_GRACE = 5.0  # seconds to wait for the supervisor's status after a kill
+SPARES = 2  # confined children kept waiting per limits profile (0: none; ~3 MB each)
+SPARE_PROFILES = 4  # limits profiles with spares; the least recently used is dropped
 JOBS = ("solution", "improver")
 
 
@@ -193,7 +201,9 @@ class Child:
         self._out: _Capture
         self._err: _Capture
         self._tasks: list[asyncio.Task[Any]] = []
+        self._pipes: list[asyncio.ReadTransport] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._armed = False  # a job was handed to it (a spare is not armed yet)
         self._exchange = asyncio.Lock()  # one request/serve at a time per child
 
     async def _attach(self, chan: socket.socket, ctl: socket.socket, out: int, err: int) -> None:
@@ -204,10 +214,21 @@ class Child:
         self._ctl_reader, self._ctl_writer = await asyncio.open_unix_connection(sock=ctl)
         self._out = _Capture(self)
         self._err = _Capture(self)
-        await loop.connect_read_pipe(lambda: self._out, os.fdopen(out, "rb", buffering=0))
-        await loop.connect_read_pipe(lambda: self._err, os.fdopen(err, "rb", buffering=0))
+        for capture, fd in ((self._out, out), (self._err, err)):
+            transport, _ = await loop.connect_read_pipe(
+                _factory(capture), os.fdopen(fd, "rb", buffering=0)
+            )
+            self._pipes.append(transport)
         self._tasks.append(asyncio.create_task(self._read_status()))
+
+    def _arm(self) -> None:
+        """The job starts now: start the wall clock here and in the supervisor (GO)."""
+        self._armed = True
+        self._started = time.monotonic()
+        loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.limits.wall_time, self._trip, "wall")
+        with contextlib.suppress(OSError, RuntimeError):
+            self._ctl_writer.write(GO)
 
     async def _read_status(self) -> None:
         status: dict[str, Any] = {"error": "the sandbox ended before the job reported"}
@@ -236,19 +257,23 @@ class Child:
             self._limit, self._error = limit, error
         if self._kill_task is None and self._exit is None:
             self._kill_task = asyncio.ensure_future(self._do_kill())
+            self._ending()
 
     # -------------------------------------------------------------- messages
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one message (values already encoded with :mod:`codec`)."""
-        line = codec.dumps_message(message)
+        await self._send_line(codec.dumps_message(message))
+
+    async def _send_line(self, line: bytes) -> None:
         if len(line) > self.limits.max_message_bytes:
             raise codec.CodecError(f"message of {len(line)} bytes exceeds the limit")
         if not self.alive:
             return
         try:
             self._writer.write(line)
-            await self._writer.drain()
+            if self._writer.transport.get_write_buffer_size():
+                await self._writer.drain()  # only when the socket buffer is full
         except (ConnectionError, OSError):
             pass  # the child is gone; recv reports it
 
@@ -261,7 +286,8 @@ class Child:
         if self._exit is not None or self._closed_channel or self._kill_task is not None:
             return None, False
         try:
-            line = await asyncio.wait_for(self._reader.readuntil(b"\n"), max(timeout, 0.0))
+            async with asyncio.timeout(max(timeout, 0.0)):
+                line = await self._reader.readuntil(b"\n")
         except TimeoutError:
             return None, True
         except asyncio.LimitOverrunError:
@@ -287,20 +313,27 @@ class Child:
             self._memory_hit = True
         return message, False
 
-    async def request(self, message: dict[str, Any], timeout: float) -> Reply:
+    async def request(self, message: dict[str, Any] | codec.Prepared, timeout: float) -> Reply:
         """Send ``message`` with a fresh id and wait for the reply carrying that id.
 
-        A timeout kills the child (limit ``"timeout"``); a reply with another
-        id is a protocol violation and kills it too.
+        ``message`` may be a :class:`codec.Prepared` message (serialised once,
+        e.g. the same instance's arguments sent to many children). A timeout
+        kills the child (limit ``"timeout"``); a reply with another id is a
+        protocol violation and kills it too.
         """
         async with self._exchange:
             return await self._request(message, timeout)
 
-    async def _request(self, message: dict[str, Any], timeout: float) -> Reply:
+    async def _request(self, message: dict[str, Any] | codec.Prepared, timeout: float) -> Reply:
         request_id = secrets.token_hex(8)
+        if isinstance(message, codec.Prepared):
+            line = message.with_id(request_id)
+        else:
+            line = codec.dumps_message({**message, "id": request_id})
         start = time.perf_counter()
         try:  # a child that stops reading cannot stall us past the timeout
-            await asyncio.wait_for(self.send({**message, "id": request_id}), timeout)
+            async with asyncio.timeout(timeout):
+                await self._send_line(line)
         except TimeoutError:
             self._trip("timeout")
             return Reply(None, time.perf_counter() - start, True)
@@ -379,7 +412,36 @@ class Child:
             return self._exit
         if self._kill_task is None:
             self._kill_task = asyncio.ensure_future(self._do_kill())
+            self._ending()
         return await asyncio.shield(self._kill_task)
+
+    def kill_soon(self) -> tuple[str, str]:
+        """Start killing the job without waiting for it; return the stdout and
+        stderr captured so far (including what is already in the pipes).
+
+        For callers whose result no longer depends on how the job ends (an
+        evaluation whose last reply arrived): the guest flushes its output
+        before each reply, so nothing written before that reply is lost. The
+        kill completes in the background; :meth:`kill` and
+        :meth:`Sandbox.close` still wait for it.
+        """
+        self._drain_pipes()
+        out = self._out.data.decode("utf-8", "replace")
+        err = self._err.data.decode("utf-8", "replace")
+        if self._kill_task is None and self._exit is None:
+            self._kill_task = asyncio.ensure_future(self._do_kill())
+            self._ending()
+        return out, err
+
+    def _drain_pipes(self) -> None:
+        """Read what stdout and stderr already hold (non-blocking) into the captures."""
+        for transport, capture in zip(self._pipes, (self._out, self._err), strict=True):
+            pipe = transport.get_extra_info("pipe")
+            if pipe is None or transport.is_closing():
+                continue
+            with contextlib.suppress(OSError):  # BlockingIOError: nothing more there
+                while data := os.read(pipe.fileno(), 65536):
+                    capture.data_received(data)
 
     async def _do_kill(self) -> ExitInfo:
         if self._timer is not None:
@@ -403,6 +465,13 @@ class Child:
         self._exit = self._exit_info(status)
         self.sandbox._children.discard(self)
         return self._exit
+
+    def _ending(self) -> None:
+        """The job is being killed: once it is dead, fork a replacement spare, so
+        that its fork and confinement overlap whatever the caller does next
+        rather than a running job or the kill itself."""
+        if self._armed and self.limits in self.sandbox._spares and self._kill_task is not None:
+            self._kill_task.add_done_callback(lambda _: self.sandbox.prepare(self.limits))
 
     def _exit_info(self, status: dict[str, Any]) -> ExitInfo:
         limit, error = self._limit, self._error
@@ -445,6 +514,10 @@ class Child:
         await self.kill()
 
 
+def _factory(capture: _Capture) -> Callable[[], _Capture]:
+    return lambda: capture
+
+
 async def _reap(process: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
     """Wait for a direct child without blocking the loop; SIGKILL it after ``grace``."""
     deadline = time.monotonic() + grace
@@ -466,7 +539,12 @@ class Sandbox:
     """Owns the isolation layers and the warm zygote. Async context manager."""
 
     def __init__(
-        self, *, unsafe: bool = False, zygote: bool = True, disable: tuple[str, ...] = ()
+        self,
+        *,
+        unsafe: bool = False,
+        zygote: bool = True,
+        disable: tuple[str, ...] = (),
+        spares: int = SPARES,
     ) -> None:
         self.report = layers.probe(disable)
         if not self.report.full and not unsafe:
@@ -480,6 +558,11 @@ class Sandbox:
         self._children: set[Child] = set()
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
+        self.spares = spares if zygote else 0  # spares are forked from the zygote only
+        self._spares: dict[Limits, list[Child]] = {}  # by profile, least recently used first
+        self._refills: set[asyncio.Task[None]] = set()
+        self._pending: dict[Limits, int] = {}  # spares being forked, by profile
+        self._closing = False
 
     @staticmethod
     def probe() -> layers.IsolationReport:
@@ -496,6 +579,10 @@ class Sandbox:
 
     async def start(self) -> None:
         """Start the zygote (idempotent); a dead zygote is restarted."""
+        self._closing = False  # spares may be prepared (again)
+        await self._ensure_zygote()
+
+    async def _ensure_zygote(self) -> None:
         async with self._lock:
             if self.use_zygote and (self._zygote is None or self._zygote.poll() is not None):
                 await self._start_zygote()
@@ -548,7 +635,10 @@ class Sandbox:
             await self._stop_zygote()
 
     async def close(self) -> None:
-        """Kill every child, stop the zygote, remove host scratch space."""
+        """Kill every child (spares too), stop the zygote, remove host scratch space."""
+        self._closing = True
+        await asyncio.gather(*self._refills, return_exceptions=True)  # they kill what they made
+        self._spares.clear()
         await asyncio.gather(*(child.kill() for child in list(self._children)))
         await self._stop_zygote()
         if self._host_scratch is not None:
@@ -558,10 +648,74 @@ class Sandbox:
     # ------------------------------------------------------------------ spawn
 
     async def spawn(self, job: str, payload: dict[str, Any], limits: Limits | None = None) -> Child:
-        """A fresh child running ``job`` (``"solution"`` or ``"improver"``)."""
+        """A fresh child running ``job`` (``"solution"`` or ``"improver"``).
+
+        With spares on (the default with the zygote), the child is a *spare*
+        forked and confined ahead of time with exactly these limits, waiting
+        for its first (and only) payload; a replacement is then prepared in
+        the background. A spare has read nothing before this call, and is
+        never handed out twice.
+        """
         if job not in JOBS:
             raise ValueError(f"unknown sandbox job {job!r}")
         limits = limits or Limits()
+        child = self._take_spare(limits)
+        if child is None:
+            child = await self._new_child(limits)
+        child._arm()
+        await child.send({"job": job, "payload": payload})
+        if self.spares > 0 and not self._closing:
+            self._profile(limits)  # a replacement spare is forked when a job ends
+        return child
+
+    def prepare(self, limits: Limits | None = None) -> None:
+        """Start preparing spare children for ``limits`` in the background (no-op
+        without spares or while closing): the next :meth:`spawn` with these
+        limits skips the fork and confinement."""
+        if self.spares < 1 or self._closing:
+            return
+        limits = limits or Limits()
+        pool = self._profile(limits)
+        for _ in range(self.spares - len(pool) - self._pending.get(limits, 0)):
+            self._pending[limits] = self._pending.get(limits, 0) + 1
+            task = asyncio.create_task(self._refill(limits))
+            self._refills.add(task)
+            task.add_done_callback(self._refills.discard)
+
+    def _profile(self, limits: Limits) -> list[Child]:
+        """The spares of ``limits``, now the most recently used profile."""
+        pool = self._spares.pop(limits, [])
+        self._spares[limits] = pool
+        while len(self._spares) > SPARE_PROFILES:
+            old = next(iter(self._spares))
+            for spare in self._spares.pop(old):
+                spare.kill_soon()
+        return pool
+
+    async def _refill(self, limits: Limits) -> None:
+        try:
+            child = await self._new_child(limits)
+        except (OSError, UserError):
+            return  # the next spawn forks on demand (and reports the problem)
+        finally:
+            self._pending[limits] -= 1
+        pool = self._spares.get(limits)
+        if pool is None or self._closing:
+            child.kill_soon()  # the profile was dropped meanwhile
+            return
+        pool.append(child)
+
+    def _take_spare(self, limits: Limits) -> Child | None:
+        pool = self._spares.get(limits, [])
+        while pool:
+            child = pool.pop(0)  # oldest first: it has had the most time to get ready
+            if child.alive and not child._armed:
+                return child
+            child.kill_soon()  # it died waiting (e.g. its zygote was restarted)
+        return None
+
+    async def _new_child(self, limits: Limits) -> Child:
+        """Fork (or start cold) a confined child for ``limits``, not yet armed."""
         job_id = f"job-{os.getpid()}-{next(self._ids)}-{secrets.token_hex(4)}"
         spec: dict[str, Any] = {
             "id": job_id,
@@ -598,14 +752,13 @@ class Sandbox:
             os.close(err_w)
         await child._attach(chan_p, ctl_p, out_r, err_r)
         self._children.add(child)
-        await child.send({"job": job, "payload": payload})
         return child
 
     async def _send_to_zygote(self, spec: dict[str, Any], fds: list[int]) -> None:
         data = json.dumps(spec).encode()
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
         for attempt in range(2):
-            await self.start()
+            await self._ensure_zygote()
             assert self._zsock is not None
             try:
                 self._zsock.sendmsg([data], ancillary)

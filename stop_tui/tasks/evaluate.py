@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,22 @@ from stop_tui.tasks.registry import Task
 MAX_TIMEOUTS = 3
 READY_TIMEOUT = 20.0  # seconds to define the solution (imports, top-level code)
 SPLITS = ("val", "test")
+
+# Each instance's request, serialised once per task and split (instances never change).
+_REQUESTS: weakref.WeakKeyDictionary[Task, dict[str, list[codec.Prepared]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _requests(
+    task: Task, split: str, instances: list[tuple[list[Any], object]]
+) -> list[codec.Prepared]:
+    by_split = _REQUESTS.setdefault(task, {})
+    requests = by_split.get(split)
+    if requests is None or len(requests) != len(instances):
+        requests = [codec.Prepared({"call": codec.encode(list(args))}) for args, _ in instances]
+        by_split[split] = requests
+    return requests
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,7 @@ async def evaluate(
         raise ValueError(f"task {task.name} has no split {split!r}")
     started = time.perf_counter()
     instances = task.instances(split)
+    requests = _requests(task, split, instances)
     seed = rng_seed_for(source, split, salt)
     results: list[InstanceResult] = []
     outputs: list[str] = []
@@ -139,7 +157,7 @@ async def evaluate(
                     fatal = problem  # the definition itself fails: every instance scores 0
                     results.append(InstanceResult(index, 0.0, None, fatal))
                     continue
-            reply = await child.request({"call": codec.encode(list(args))}, timeout=task.time_limit)
+            reply = await child.request(requests[index], timeout=task.time_limit)
             if reply.timed_out or (reply.message is not None and reply.elapsed > task.time_limit):
                 timeouts += 1
                 results.append(InstanceResult(index, 0.0, reply.elapsed, "timeout"))
@@ -170,7 +188,13 @@ async def evaluate(
                 continue
             results.append(InstanceResult(index, score, reply.elapsed))
     finally:
-        if child is not None:
+        if child is not None and child.alive:
+            # Every reply is in: the score no longer depends on how the child ends,
+            # so it dies in the background (the sandbox waits for it on close).
+            stdout, stderr = child.kill_soon()
+            outputs.append(stdout)
+            errors.append(stderr)
+        elif child is not None:  # a limit fired: report which
             _collect(await child.kill(), outputs, errors)
     total = sum(r.score for r in results) / len(results) if results else 0.0
     flags = sorted({_flag_kind(r.flag) for r in results if r.flag})

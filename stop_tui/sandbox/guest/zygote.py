@@ -17,7 +17,11 @@ pid 1 of the job's pid namespace, which takes every process the job started,
 including ones that called ``setsid()``) when the control socket reaches EOF
 (the parent closed it, or the parent died) or when the backstop wall-clock
 limit passes, or (when the job may fork) when it has more processes than
-allowed. After the job is reaped it writes one JSON status line (exit
+allowed. The backstop clock starts when the parent writes ``GO`` on the
+control socket, just before it sends the job's payload: a *spare* job (forked
+and confined ahead of time, waiting for a payload it has not been sent) has
+run nothing untrusted and may wait indefinitely; it still dies when the
+parent closes the control socket or dies. After the job is reaped it writes one JSON status line (exit
 code or signal, CPU seconds) on the control socket and removes the job's
 scratch directory.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import json
 import os
 import select
@@ -41,6 +46,7 @@ from stop_tui.sandbox.guest.runner import EXIT_CONFINE
 
 N_FDS = 4  # channel, stdout, stderr, control
 BACKSTOP_GRACE = 5.0  # seconds past the wall limit before the supervisor kills on its own
+GO = b"g"  # control byte: the job's payload follows, start the backstop clock
 PROCESS_POLL = 0.005  # seconds between process counts when a job may fork
 POLL_FALLBACK = 0.01  # seconds between checks for the job's end without pidfds
 
@@ -113,7 +119,6 @@ def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> 
         if spec["layers"].get("pidns") and not confine.unshare_pid_namespace():
             raise OSError("could not create the job's pid namespace")
         alive_r, alive_w = os.pipe()
-        start = time.monotonic()
         pid = os.fork()
         if pid == 0:
             os.close(alive_w)
@@ -122,8 +127,8 @@ def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> 
         os.close(alive_r)
         for fd in (chan, out, err):
             os.close(fd)
-        deadline = start + float(spec["limits"]["wall_time"]) + BACKSTOP_GRACE
-        status = _watch(pid, ctl, deadline, int(spec["limits"]["max_processes"]))
+        backstop = float(spec["limits"]["wall_time"]) + BACKSTOP_GRACE
+        status = _watch(pid, ctl, backstop, int(spec["limits"]["max_processes"]))
     except BaseException as exc:
         status = {"error": f"supervisor: {exc!r}"}
     shutil.rmtree(scratch, ignore_errors=True)
@@ -197,7 +202,9 @@ def _kill_descendants() -> None:
                     break
 
 
-def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str, Any]:
+def _watch(pid: int, ctl: int, backstop: float, max_processes: int) -> dict[str, Any]:
+    # The backstop (``backstop`` seconds) runs from the parent's GO byte on ``ctl``.
+    deadline, armed = float("inf"), False
     # Linux: a pidfd becomes readable when the job ends. Elsewhere (unsafe
     # mode only) the loop wakes up every POLL_FALLBACK seconds to look.
     pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
@@ -210,11 +217,13 @@ def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str,
     # supervisor counts the job's processes itself, every PROCESS_POLL seconds.
     counting = max_processes > 1
     while True:
-        timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        timeout_ms = -1  # no backstop before GO: poll without a timeout
+        if deadline != float("inf"):
+            timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
         if counting:
-            timeout_ms = min(timeout_ms, int(PROCESS_POLL * 1000))
+            timeout_ms = _cap(timeout_ms, int(PROCESS_POLL * 1000))
         if pidfd is None:
-            timeout_ms = min(timeout_ms, int(POLL_FALLBACK * 1000))
+            timeout_ms = _cap(timeout_ms, int(POLL_FALLBACK * 1000))
         events = dict(poller.poll(timeout_ms))
         if pidfd is not None and pidfd in events:
             break
@@ -234,6 +243,8 @@ def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str,
                 data = os.read(ctl, 64)
             except OSError:
                 data = b""
+            if GO in data and not armed:
+                armed, deadline = True, time.monotonic() + backstop
             if not data and killed is None:  # parent closed the control socket or died
                 killed = "parent"
                 os.kill(pid, signal.SIGKILL)
@@ -249,6 +260,10 @@ def _watch(pid: int, ctl: int, deadline: float, max_processes: int) -> dict[str,
     if killed:
         status["killed"] = killed
     return status
+
+
+def _cap(timeout_ms: int, most: int) -> int:
+    return most if timeout_ms < 0 else min(timeout_ms, most)
 
 
 # ---------------------------------------------------------------------- zygote
@@ -293,7 +308,14 @@ def serve(sock: socket.socket) -> None:
 
 
 def _preimport() -> None:
-    import numpy  # noqa: F401
+    """Import once in the zygote what every job needs (forked children share it):
+    numpy, ``numpy.random`` and ``random`` (every job seeds both; numpy loads
+    ``numpy.random`` lazily, which cost a job about 10-50 ms before its first line)."""
+    import copy  # noqa: F401
+    import random  # noqa: F401
+
+    import numpy
+    import numpy.random  # noqa: F401
 
     from stop_tui.sandbox import codec  # noqa: F401
     from stop_tui.sandbox.guest import helpers, runner  # noqa: F401
@@ -308,6 +330,10 @@ def main(argv: list[str]) -> None:
         sys.path.insert(0, guest_dir)  # improvers may `from helpers import extract_code`
     if argv[0] == "zygote":
         _preimport()
+        # Every job inherits these objects: keep the cyclic GC away from them, or a
+        # job's first full collection walks them all (milliseconds, in the middle of
+        # some instance) and writes to every page holding one (copy-on-write).
+        gc.freeze()
         sock = socket.socket(fileno=int(argv[1]))
         serve(sock)
     elif argv[0] == "cold":
