@@ -52,7 +52,7 @@ from tests.crash_support import (
 
 RUN_FLAGS = [
     "--generations",
-    "3",
+    "5",  # long enough to be killed 20 times even with fast evaluations
     "--meta-utility-tests",
     "2",
     "--meta-utility-budget",
@@ -229,7 +229,10 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path: Path) -> N
     # ... and every step's commit carries the same LM requests as the clean run's.
     assert step_transcripts(ws, run_id) == clean_step_lm
     state = RunStore(ws).get_state(run_id)
-    assert state is not None and (state.status, state.generation) == ("finished", 3)
+    assert state is not None and (state.status, state.generation) == (
+        "finished",
+        int(RUN_FLAGS[RUN_FLAGS.index("--generations") + 1]),
+    )
     assert not fsck_problems(ws)
 
     # Offline replay (the server is stopped) reproduces every score.

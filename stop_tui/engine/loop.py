@@ -52,7 +52,7 @@ from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
 from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
 from stop_tui.lm.types import Backend
 from stop_tui.sandbox.api import Limits, Sandbox
-from stop_tui.tasks.evaluate import EvalResult, evaluate, rng_seed_for
+from stop_tui.tasks.evaluate import EvalResult, evaluate, rng_seed_for, solution_limits
 from stop_tui.tasks.registry import Task, get_task
 
 
@@ -630,6 +630,8 @@ class StopRun:
         message = ""
         try:
             await self.sandbox.start()
+            # Confined spare children for this task's evaluations, ready before the first.
+            self.sandbox.prepare(solution_limits(self.task))
             if not start.seed_scored:
                 await self.score_seed(improver)
             for generation in range(start.completed_generation + 1, config.generations + 1):
