@@ -6,33 +6,9 @@ Labels are exact (no noise).
 Score: the fraction of the 20 test samples predicted correctly.
 """
 
-from __future__ import annotations
+from stop_tui.tasks.parity import generator, score
 
-from typing import Any
-
-import numpy as np
-
-from stop_tui.tasks.checks import flat_numbers, zero_one
-
-N_BITS = 10
-P_IN_SUBSET = 0.3
-N_TRAIN = 100
-N_TEST = 20
 NOISE = 0.0
+generate = generator(NOISE)
 
-
-def generate(rng: np.random.Generator) -> tuple[list[Any], object]:
-    subset = rng.binomial(1, P_IN_SUBSET, N_BITS).astype(np.int64)
-    samples = rng.integers(0, 2, size=(N_TRAIN + N_TEST, N_BITS), dtype=np.int64)
-    parity = (samples @ subset) % 2
-    train_samples, test_samples = samples[:N_TRAIN], samples[N_TRAIN:]
-    train_parity = parity[:N_TRAIN].copy()
-    if NOISE > 0:
-        train_parity ^= rng.binomial(1, NOISE, N_TRAIN).astype(np.int64)
-    hidden = {"test_parity": parity[N_TRAIN:].copy(), "subset": subset}
-    return [train_samples, train_parity, test_samples], hidden
-
-
-def score(args: list[Any], hidden: Any, output: object) -> float:
-    predictions = zero_one(flat_numbers(output, N_TEST, "predictions"), "predictions")
-    return float(np.mean(predictions == hidden["test_parity"]))
+__all__ = ["NOISE", "generate", "score"]
