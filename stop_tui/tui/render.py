@@ -107,10 +107,13 @@ def flags_view(flags: list[str] | tuple[str, ...], P: Palette) -> Group:
     return Group(*parts)
 
 
-def allowances_view(allowances: dict[str, object]) -> Table:
-    table = Table(box=None, show_header=False, pad_edge=False, expand=True)
-    table.add_column(style="dim", no_wrap=True)
-    table.add_column(overflow="fold")
-    for key, value in allowances.items():
-        table.add_row(key, str(value))
-    return table
+def allowances_view(allowances: dict[str, object]) -> Text:
+    """One line per allowance, ``key: value``, wrapping as a whole (a two-column
+    table split numbers across lines in a narrow panel)."""
+    text = Text()
+    for i, (key, value) in enumerate(allowances.items()):
+        if i:
+            text.append("\n")
+        text.append(f"{key}: ", style="dim")
+        text.append(str(value), style="bold")
+    return text
