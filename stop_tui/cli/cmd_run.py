@@ -90,18 +90,13 @@ def run_headless(prepared, *, ask: bool) -> int:
         )
         return 130
     console.print(view.summary_table())  # type: ignore[attr-defined]
-    flagged, total, rate = _circumvention(prepared.run)
+    from stop_tui.engine.audit import circumvention_line
+
     console.print(
-        f"sandbox circumvention: {flagged} of {total} candidates ({100 * rate:.2f}%); "
+        f"{circumvention_line(prepared.run.candidate_flags)}; "
         f"workspace {prepared.store.path}, branch stop/{prepared.run.run_id}"
     )
     if status != "finished":
         console.print(f"run ended: {status}")
         return 1
     return 0
-
-
-def _circumvention(run) -> tuple[int, int, float]:
-    from stop_tui.engine.audit import circumvention_rate
-
-    return circumvention_rate(run.candidate_flags)

@@ -46,6 +46,9 @@ def handle(args: argparse.Namespace) -> int:
             + (f" (gen {best.generation}, {best.commit[:10]})" if best else "")
         )
         out.print(steps_table(steps, best.commit if best else None))
+        from stop_tui.engine.audit import circumvention_line
+
+        out.print(circumvention_line(s.flags for s in steps if s.kind == "candidate"))
         out.print(
             "mark: best = the run's best improver, taken = a candidate a generation adopted.\n"
             f"Plain git: git -C {store.path} log --all --graph --oneline",

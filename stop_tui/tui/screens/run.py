@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Static
 
 from stop_tui.engine.approval import ApprovalRequest
+from stop_tui.engine.audit import circumvention_line
 from stop_tui.tui.charts import CandidateChart, MetaChart, Palette, meter, progress
 from stop_tui.tui.messages import ApprovalNeeded, EngineEvent, RunEnded
 from stop_tui.tui.model import LogLine, RunModel, fmt, fmt_cost, model_from_store, model_label
@@ -406,6 +407,10 @@ class RunScreen(Screen[None]):
                 Text(f"best: generation {m.best_generation}, {fmt(m.best_meta_utility)}",
                      style=P["success"])
             )  # fmt: skip
+        if m.candidates:
+            lines.append(
+                Text(circumvention_line(c.flags for c in m.candidates.values()), style="dim")
+            )
         self.query_one("#activity", Static).update(Text("\n").join(lines))
 
     @on(DataTable.RowHighlighted, "#generations")
