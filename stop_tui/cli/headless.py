@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.syntax import Syntax
 from rich.table import Table
 
-from stop_tui.engine.approval import ApprovalRequest, Decision, human_identity
+from stop_tui.engine.approval import ApprovalRequest, Decision, Purpose, human_identity
 from stop_tui.engine.events import (
     ApprovalDecided,
     BudgetExceededEvent,
@@ -103,12 +103,13 @@ class HeadlessView:
             self.progress.stop()
             try:
                 self.show_request(request)
-                answer = await loop.run_in_executor(None, self._prompt)
+                candidate = request.purpose is Purpose.CANDIDATE
+                answer = await loop.run_in_executor(None, self._prompt, candidate)
             finally:
                 self.progress.start()
             if answer.startswith("a"):
                 request.resolve(Decision(True, human_identity()))
-            elif answer.startswith("g"):
+            elif answer.startswith("g") and request.purpose is Purpose.CANDIDATE:
                 self.run.gate.approve_rest_of_generation(request.generation)
                 request.resolve(
                     Decision(True, human_identity(), reason="approved the rest of this generation")
@@ -117,14 +118,19 @@ class HeadlessView:
                 reason = answer.partition(" ")[2].strip()
                 request.resolve(Decision(False, human_identity(), reason=reason))
 
-    def _prompt(self) -> str:
+    def _prompt(self, candidate: bool) -> str:
+        question = "approve [a], reject [r REASON]"
+        keys = ("a", "r")
+        if candidate:
+            question += ", approve the rest of this generation [g]"
+            keys = ("a", "r", "g")
         while True:
             try:
-                line = input("approve [a], reject [r REASON], approve rest of generation [g]: ")
+                line = input(question + ": ")
             except EOFError:
                 return "r no terminal answer (end of input)"
             line = line.strip()
-            if line[:1].lower() in ("a", "r", "g"):
+            if line[:1].lower() in keys:
                 return line[:1].lower() + line[1:]
 
     def show_request(self, request: ApprovalRequest) -> None:
