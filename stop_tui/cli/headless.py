@@ -120,7 +120,7 @@ class HeadlessView:
 
     def _prompt(self, candidate: bool) -> str:
         question = "approve [a], reject [r REASON]"
-        keys = ("a", "r")
+        keys: tuple[str, ...] = ("a", "r")
         if candidate:
             question += ", approve the rest of this generation [g]"
             keys = ("a", "r", "g")
