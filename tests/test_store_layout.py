@@ -317,3 +317,39 @@ def test_kept_generation_moves_the_branch_without_becoming_best(tmp_path) -> Non
     assert [s.kind for s in steps] == ["seed", "kept"]
     best = store.best("r1")
     assert best is not None and best.kind == "seed"
+
+
+def test_an_all_digit_commit_prefix_resolves_as_a_commit(
+    run: tuple[RunStore, dict[str, str]],
+) -> None:
+    """Seen in CI: a commit whose abbreviated id happened to be all digits was read as a
+    generation number. Make such a commit (vary the message until its first 6 hex digits
+    are decimal digits) and resolve it; an existing generation number still wins."""
+    import subprocess as sp
+
+    store, c = run
+    git = ["git", "-C", str(store.path)]
+    tree = sp.run(
+        [*git, "rev-parse", f"{c['g1']}^{{tree}}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for attempt in range(2000):
+        sha = sp.run(
+            [*git, "commit-tree", tree, "-m", f"probe {attempt}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout.strip()
+        if sha[:6].isdigit() and int(sha[:6]) > 1000:
+            break
+    else:
+        raise AssertionError("no commit with an all-digit prefix in 2000 tries")
+    assert store.resolve(RID, sha[:6]) == sha
+    assert store.resolve(RID, "1") == c["g1"]

@@ -574,10 +574,13 @@ class RunStore:
                 ]
             if matches:
                 return matches[-1].commit
-            raise UserError(
-                f"run {run_id} has no generation {spec}",
-                hint=f"see 'stop-tui show {run_id}' for its generations",
-            )
+            # An abbreviated commit id can be all digits: try it as one before giving up.
+            digits_only_sha = cand is None and len(spec) >= 4 and self.git.rev(f"{spec}^{{commit}}")
+            if not digits_only_sha:
+                raise UserError(
+                    f"run {run_id} has no generation {spec}",
+                    hint=f"see 'stop-tui show {run_id}' for its generations",
+                )
         if re.fullmatch(r"[0-9a-fA-F]{4,40}", spec):
             sha = self.git.rev(f"{spec}^{{commit}}")
             if sha:
