@@ -17,6 +17,7 @@ Everything a front end shows is published on the :class:`EventBus`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import time
@@ -255,12 +256,7 @@ class StopRun:
             cached = self._eval_cache.get(key)
             if cached is None:
                 await self.checkpoint()
-                if self._serial is not None:
-                    async with self._serial:
-                        cached = await evaluate(
-                            self.task, source, split, self.sandbox, salt=self.config.seed
-                        )
-                else:
+                async with self._serial or contextlib.nullcontext():
                     cached = await evaluate(
                         self.task, source, split, self.sandbox, salt=self.config.seed
                     )
@@ -343,10 +339,7 @@ class StopRun:
 
         async def one(k: int) -> TestResult:
             nonlocal done
-            if self._serial is not None:
-                result = await self.downstream_run(improver, f"{prefix}/t{k}")
-            else:
-                result = await self.downstream_run(improver, f"{prefix}/t{k}")
+            result = await self.downstream_run(improver, f"{prefix}/t{k}")
             done += 1
             self.bus.publish(
                 EvaluationProgress(
