@@ -10,6 +10,7 @@ values are therefore compared as multisets (sorted), and the meta-utility, a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +126,14 @@ async def replay(
     to_branch: bool = False,
     bus: EventBus | None = None,
     backend: Backend | None = None,
+    recorded: RecordedRun | None = None,
+    on_step: Callable[[ReplayStep], None] | None = None,
 ) -> ReplayReport:
-    recorded = load_recorded(store, run_id)
+    """Replay ``run_id``; ``recorded`` may be passed when the caller loaded it already
+    (reading every commit's transcript is the slow part), and ``on_step`` is told of
+    each meta-utility evaluation as it is compared."""
+    if recorded is None:
+        recorded = load_recorded(store, run_id)
     report = ReplayReport(run_id=run_id)
     bus = bus or EventBus()
     replay_backend = backend or ReplayBackend(recorded.transcript)
@@ -168,6 +175,8 @@ async def replay(
             replayed_tests=list(event.per_test),
         )
         report.steps.append(step)
+        if on_step is not None:
+            on_step(step)
         if not step.matches and report.divergence is None:
             report.divergence = (
                 f"{step.label}: recorded meta-utility {step.recorded} "

@@ -12,16 +12,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
-from stop_tui.engine.events import Event, MetaUtilityEvaluated
 from stop_tui.engine.replay import ReplayStep
 from stop_tui.tui.charts import Palette
-from stop_tui.tui.messages import EngineEvent
 
 if TYPE_CHECKING:
     from stop_tui.tui.app import StopApp
@@ -42,7 +40,6 @@ class ReplayScreen(Screen[None]):
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.recorded: dict[tuple[int, int | None], tuple[float | None, list[float]]] = {}
         self.queue: deque[ReplayStep] = deque()
         self.shown: list[ReplayStep] = []
         self.speed = 0
@@ -84,7 +81,6 @@ class ReplayScreen(Screen[None]):
 
     @work(group="replay", exclusive=True, exit_on_error=False)
     async def replay(self) -> None:
-        from stop_tui.engine.events import EventBus
         from stop_tui.engine.replay import load_recorded, replay
         from stop_tui.sandbox.api import Sandbox
 
@@ -94,18 +90,14 @@ class ReplayScreen(Screen[None]):
         except Exception as exc:
             self.stop_app.error(exc, "cannot replay")
             return
-        self.recorded = recorded.scores
         self.query_one("#replay-progress", ProgressBar).update(total=len(recorded.scores) or None)
-        bus = EventBus()
-
-        def forward(event: Event) -> None:
-            self.post_message(EngineEvent(event))
-
-        bus.on(forward)
         sandbox: Sandbox | None = None
         try:
             sandbox = await asyncio.to_thread(Sandbox, unsafe=self.stop_app.unsafe)
-            report = await replay(store, self.run_id, sandbox=sandbox, bus=bus)
+            # The engine compares each step; the screen only paces their display.
+            report = await replay(
+                store, self.run_id, sandbox=sandbox, recorded=recorded, on_step=self.queue.append
+            )
         except Exception as exc:
             self.stop_app.error(exc, "the replay failed")
             self.outcome = Text(f"the replay failed: {exc}", style="bold red")
@@ -123,23 +115,6 @@ class ReplayScreen(Screen[None]):
         else:
             self.outcome = Text(f"✘ diverged: {report.divergence}", style=f"bold {P['error']}")
         self.done = True
-
-    @on(EngineEvent)
-    def _event(self, message: EngineEvent) -> None:
-        event = message.event
-        if not isinstance(event, MetaUtilityEvaluated):
-            return
-        expected = self.recorded.get((event.generation, event.index))
-        self.queue.append(
-            ReplayStep(
-                generation=event.generation,
-                index=event.index,
-                recorded=expected[0] if expected else None,
-                replayed=event.meta_utility,
-                recorded_tests=expected[1] if expected else [],
-                replayed_tests=list(event.per_test),
-            )
-        )
 
     def _tick(self) -> None:
         delay = SPEEDS[self.speed]
