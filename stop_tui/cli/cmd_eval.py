@@ -7,9 +7,6 @@ import asyncio
 import json
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from stop_tui.errors import UserError
 
 
@@ -64,6 +61,9 @@ def read_source(path: Path, what: str = "solution") -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from stop_tui.tasks.registry import get_task
 
     task = get_task(args.task)

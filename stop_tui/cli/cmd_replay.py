@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from rich.console import Console
-from rich.table import Table
-
 from stop_tui.cli.common import add_common, saved_run_settings
 
 
@@ -28,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     settings = saved_run_settings(args, args.run_id)
     from stop_tui.engine.replay import replay
     from stop_tui.sandbox.api import Sandbox

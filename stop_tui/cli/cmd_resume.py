@@ -6,8 +6,6 @@ import argparse
 
 from stop_tui.cli.cmd_run import APPROVE_CHOICES, approval_settings, run_headless
 from stop_tui.cli.common import add_common, saved_run_settings
-from stop_tui.cli.headless import interactive
-from stop_tui.engine.approval import Gate, Policy
 from stop_tui.errors import UserError
 
 
@@ -31,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     overrides, ask = approval_settings(args.approve)
     settings = saved_run_settings(args, args.run_id)
+    from stop_tui.cli.headless import interactive
+    from stop_tui.engine.approval import Gate, Policy
     from stop_tui.engine.session import prepare_resume
 
     if not args.headless:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from stop_tui.cli.common import add_run_options, settings_from
-from stop_tui.cli.headless import drive, interactive
-from stop_tui.engine.approval import Policy
 from stop_tui.errors import UserError
+
+if TYPE_CHECKING:  # the engine, rich and the front ends load only when a command runs
+    from stop_tui.cli.headless import HeadlessView
+    from stop_tui.engine.session import Prepared
 
 APPROVE_CHOICES = ["auto", "ask", "reject-flagged", "every-candidate", "each-generation"]
 
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def approval_settings(approve: str | None) -> tuple[dict[str, str], bool]:
     """(settings overrides, ask at the terminal?) for an ``--approve`` value."""
+    from stop_tui.engine.approval import Policy
+
     if approve is None:
         return {}, False
     if approve == "ask":
@@ -45,6 +48,9 @@ def approval_settings(approve: str | None) -> tuple[dict[str, str], bool]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from stop_tui.cli.headless import interactive
+    from stop_tui.engine.approval import Policy
+
     overrides, ask = approval_settings(args.approve)
     settings = settings_from(args, overrides)
     if not args.headless:
@@ -72,11 +78,15 @@ def handle(args: argparse.Namespace) -> int:
     return run_headless(prepared, ask=ask)
 
 
-def run_headless(prepared, *, ask: bool) -> int:
+def run_headless(prepared: Prepared, *, ask: bool) -> int:
+    from rich.console import Console
+
+    from stop_tui.cli.headless import drive
+
     # Log lines are not wrapped (grep-able logs); tables still fit the terminal.
     console = Console(highlight=False, soft_wrap=True)
 
-    async def main() -> tuple[str, object]:
+    async def main() -> tuple[str, HeadlessView]:
         try:
             return await drive(prepared.run, ask=ask, console=console)
         finally:
@@ -89,7 +99,7 @@ def run_headless(prepared, *, ask: bool) -> int:
             f"stopped; the run is saved. Continue it with: stop-tui resume {prepared.run.run_id}"
         )
         return 130
-    console.print(view.summary_table())  # type: ignore[attr-defined]
+    console.print(view.summary_table())
     from stop_tui.engine.audit import circumvention_line
 
     console.print(

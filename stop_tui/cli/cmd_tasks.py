@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stop_tui.tasks import Task, get_task, list_tasks
+if TYPE_CHECKING:
+    from stop_tui.tasks import Task
 
 
 def register(subparsers: Any) -> None:
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     if args.name:
+        from stop_tui.tasks import get_task
+
         task = get_task(args.name)
         if args.json:
             print(json.dumps({**_summary(task), "public_utility": task.public_utility}, indent=2))
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         console.print("\npublic utility (what the language model sees):\n")
         sys.stdout.write(task.public_utility)
         return 0
+
+    from stop_tui.tasks import list_tasks
 
     tasks = list_tasks()
     if args.json:

@@ -7,9 +7,6 @@ import asyncio
 import json
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from stop_tui.cli.cmd_eval import read_source
 from stop_tui.cli.common import add_run_options, settings_from
 from stop_tui.errors import UserError
@@ -46,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     if args.repeats < 1:
         raise UserError("--repeats must be at least 1")
     improver = read_source(args.improver, "improver")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stop_tui.config import Settings, load_settings
+if TYPE_CHECKING:  # the settings machinery (pydantic) loads only when a command runs
+    from stop_tui.config import Settings
 
 # (flag, settings key, type, help)
 RUN_OPTIONS: list[tuple[str, str, type, str]] = [
@@ -66,6 +67,8 @@ def settings_from(args: argparse.Namespace, extra: dict[str, Any] | None = None)
     if getattr(args, "workspace", None) is not None:
         overrides["workspace"] = args.workspace
     overrides.update(extra or {})
+    from stop_tui.config import load_settings
+
     return load_settings(overrides, getattr(args, "config", None))
 
 

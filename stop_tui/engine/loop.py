@@ -16,6 +16,7 @@ Everything a front end shows is published on the :class:`EventBus`.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import hashlib
@@ -60,8 +61,6 @@ from stop_tui.tasks.registry import Task, get_task
 def summarize(source: str) -> str:
     """One line saying what an improver or solution is: its docstring's first
     line, else its first comment, else its size."""
-    import ast
-
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -389,8 +388,18 @@ class StopRun:
         parent_source: str,
         flags: list[Flag],
     ) -> Decision:
-        """Ask the gate (or the recorded decision, when replaying)."""
+        """Ask the gate (or the recorded decision, when replaying). Whatever the audit
+        flagged is published first, for candidates and adoptions alike."""
         await self.checkpoint()
+        if flags:
+            self.bus.publish(
+                SafetyFlagged(
+                    run_id=self.run_id,
+                    generation=generation,
+                    index=index,
+                    flags=tuple(str(f) for f in flags),
+                )
+            )
         decision: Decision | None = None
         if self.recorded_decisions is not None:
             decision = self.recorded_decisions(generation, index, purpose.value)
@@ -558,15 +567,6 @@ class StopRun:
                 flags=tuple(str(f) for f in flags),
             )
         )
-        if flags:
-            self.bus.publish(
-                SafetyFlagged(
-                    run_id=self.run_id,
-                    generation=generation,
-                    index=index,
-                    flags=tuple(str(f) for f in flags),
-                )
-            )
         decision = await self.decide(
             generation=generation,
             index=index,
