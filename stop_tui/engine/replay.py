@@ -87,13 +87,13 @@ def load_recorded(store: RunStore, run_id: str) -> RecordedRun:
     transcript: list[dict[str, Any]] = []
     scores: dict[tuple[int, int | None], tuple[float | None, list[float]]] = {}
     decisions: dict[tuple[int, int | None, str], Decision] = {}
-    seen: set[str] = set()
-    for step in steps:
-        if step.commit in seen:
+    commits = list(dict.fromkeys(step.commit for step in steps))
+    # Two bulk reads (one git process each), not two processes per commit.
+    records = store.get_records(commits)
+    for commit, record, lines in zip(commits, records, store.get_transcripts(commits), strict=True):
+        if record is None:
             continue
-        seen.add(step.commit)
-        transcript.extend(store.get_transcript(step.commit))
-        record = store.get_record(step.commit)
+        transcript.extend(lines)
         index = record.candidate if record.kind == "candidate" else None
         rejected = (
             record.kind == "candidate"
@@ -108,7 +108,7 @@ def load_recorded(store: RunStore, run_id: str) -> RecordedRun:
         if record.decision is not None and record.kind != "seed":
             purpose = "candidate" if record.kind == "candidate" else "adoption"
             d = record.decision
-            edited_source = store.get_source(step.commit) if d.edited else None
+            edited_source = store.get_source(commit) if d.edited else None
             decisions[(record.generation, index, purpose)] = Decision(
                 approved=d.action != "rejected",
                 by=f"recorded:{d.by}",

@@ -512,8 +512,15 @@ class RunStore:
         return [None if b is None else StepRecord.from_json(json.loads(b)) for b in blobs]
 
     def get_transcript(self, commit: str) -> list[dict[str, Any]]:
-        text = self._blob(commit, "transcript.jsonl").decode()
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return self.get_transcripts([commit])[0]
+
+    def get_transcripts(self, commits: Iterable[str]) -> list[list[dict[str, Any]]]:
+        """Many steps' transcripts in ONE ``git cat-file --batch``."""
+        blobs = self.git.cat_batch(f"{c}:transcript.jsonl" for c in commits)
+        return [
+            [json.loads(line) for line in (b or b"").decode().splitlines() if line.strip()]
+            for b in blobs
+        ]
 
     def get_solutions(self, commit: str) -> dict[str, str]:
         proc = self.git.run(["ls-tree", "-z", "--name-only", f"{commit}:solutions"], check=False)
