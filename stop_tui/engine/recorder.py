@@ -346,12 +346,17 @@ class StoreRecorder:
 
     def committed_candidates(self, generation: int) -> dict[int, PriorCandidate]:
         found: dict[int, PriorCandidate] = {}
-        for info in self.store.list_steps(self.run_id):
-            if info.kind != "candidate" or info.generation != generation:
+        infos = [
+            info
+            for info in self.store.list_steps(self.run_id)
+            if info.kind == "candidate"
+            and info.generation == generation
+            and info.candidate is not None
+        ]
+        records = self.store.get_records(info.commit for info in infos)
+        for info, record in zip(infos, records, strict=True):
+            if record is None or info.candidate is None:
                 continue
-            if info.candidate is None:
-                continue
-            record = self.store.get_record(info.commit)
             proposed = record.extra.get("proposed_hash")
             if isinstance(proposed, str) and record.meta_utility is not None:
                 found[info.candidate] = PriorCandidate(proposed, record.meta_utility)
