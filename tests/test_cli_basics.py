@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+from tests.paper_tasks import PAPER_TASKS
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -39,14 +41,7 @@ def test_the_installed_package_finds_its_data_outside_the_checkout(tmp_path) -> 
     tasks, improvers, no_generic_packages, installed = result.stdout.split("\n")[:4]
     from pathlib import Path
 
-    assert {p.name for p in Path(tasks).iterdir() if p.is_dir()} >= {
-        "parity_noise",
-        "parity_noiseless",
-        "three_sat",
-        "maxcut",
-        "str_grid_dist",
-        "modified_quadratic_assignment",
-    }
+    assert {p.name for p in Path(tasks).iterdir() if p.is_dir()} >= set(PAPER_TASKS)
     assert (Path(improvers) / "seed.py").is_file()
     if installed == "True":  # a real install (CI); an editable one puts the checkout on sys.path
         assert no_generic_packages == "True"

@@ -8,14 +8,9 @@ import sys
 
 import pytest
 
-NAMES = {
-    "parity_noise",
-    "parity_noiseless",
-    "three_sat",
-    "maxcut",
-    "str_grid_dist",
-    "modified_quadratic_assignment",
-}
+from tests.paper_tasks import PAPER_TASKS
+
+NAMES = set(PAPER_TASKS)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

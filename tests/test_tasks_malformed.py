@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from stop_tui.tasks import EvaluatorError, Malformed, get_task
+from tests.paper_tasks import PAPER_TASKS
 
 
 def _first(name: str) -> tuple[Any, list[Any], Any]:
@@ -212,17 +213,7 @@ _WEIRD: list[object] = [
 ]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "parity_noise",
-        "parity_noiseless",
-        "three_sat",
-        "maxcut",
-        "str_grid_dist",
-        "modified_quadratic_assignment",
-    ],
-)
+@pytest.mark.parametrize("name", PAPER_TASKS)
 def test_weird_outputs_only_ever_score_in_range_or_are_malformed(name: str) -> None:
     task = get_task(name)
     for args, hidden in task.instances("val")[:2]:

@@ -14,15 +14,9 @@ from stop_tui.errors import UserError
 from stop_tui.paths import tasks_dir
 from stop_tui.tasks import EvaluatorError, Malformed, get_task, list_tasks
 from stop_tui.tasks.registry import load_task
+from tests.paper_tasks import PAPER_TASKS
 
-EXPECTED = {
-    "parity_noise",
-    "parity_noiseless",
-    "three_sat",
-    "maxcut",
-    "str_grid_dist",
-    "modified_quadratic_assignment",
-}
+EXPECTED = set(PAPER_TASKS)
 
 
 def test_the_six_tasks_are_listed_with_their_contract_fields() -> None:
