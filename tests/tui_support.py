@@ -11,18 +11,9 @@ from typing import Any
 from stop_tui.config import Settings, load_settings
 from stop_tui.engine.approval import Policy
 from stop_tui.engine.session import prepare_run
+from tests.engine_support import SMALL as ENGINE_SMALL
 
-SMALL: dict[str, Any] = {
-    "model": "demo",
-    "generations": 1,
-    "meta_utility_tests": 2,
-    "meta_utility_budget": 3,
-    "utility_budget": 3,
-    "lm_budget": 2,
-    "max_responses_per_call": 3,
-    "demo_failure_rate": 0.0,
-    "seed": 1,
-}
+SMALL: dict[str, Any] = {**ENGINE_SMALL, "model": "demo", "demo_failure_rate": 0.0, "seed": 1}
 
 
 def settings_for(workspace: Path, **changes: Any) -> Settings:
