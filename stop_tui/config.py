@@ -31,6 +31,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from stop_tui.errors import UserError
+from stop_tui.keymap import check_keymap
 
 if TYPE_CHECKING:
     from stop_tui.lm.types import Backend
@@ -120,6 +121,10 @@ class Settings(BaseSettings):
     demo_failure_rate: float = Field(default=0.1, ge=0, le=1)
     demo_no_code_rate: float = Field(default=0.05, ge=0, le=1)
     demo_latency: float = Field(default=0.0, ge=0, description="Seconds per demo request.")
+    # The app's keys: binding id -> key(s), e.g. [keymap] approval.approve = "y".
+    keymap: dict[str, str] = Field(
+        default_factory=dict, description="Binding id -> key(s) of the app (README: Keys)."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -153,6 +158,11 @@ class Settings(BaseSettings):
                     out[str(name)] = price
             return out
         return value
+
+    @field_validator("keymap", mode="before")
+    @classmethod
+    def _keymap(cls, value: Any) -> dict[str, str]:
+        return check_keymap(value)
 
     @field_validator("base_url", "azure_endpoint")
     @classmethod
@@ -208,7 +218,7 @@ def find_config_file(cwd: Path | None = None) -> Path | None:
 
 
 _FIELDS = Settings.model_fields
-_COMPLEX = {"prices"}
+_COMPLEX = {"prices", "keymap"}
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -329,7 +339,7 @@ def _user_error(
         return UserError(message)
     field = loc[0]
     where = origin.get(field, "the defaults")
-    shown = "" if field == "api_key" else f" {_short(merged.get(field))}"
+    shown = "" if field in ("api_key", "keymap") else f" {_short(merged.get(field))}"
     detail = ".".join(loc[1:])
     name = f"{field}.{detail}" if detail else field
     return UserError(f"invalid value{shown} for '{name}' from {where}: {message}")

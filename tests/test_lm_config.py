@@ -225,3 +225,37 @@ async def test_run_backend_records_resumes_and_replays(tmp_path: Path) -> None:
     with pytest.raises(ReplayDivergence):
         await model.prompt("e", "three")
     assert not (tmp_path / "unused.jsonl").exists()
+
+
+def test_keymap_from_the_file_is_checked_and_normalised(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path / "stop.toml",
+        '[keymap]\n"approval.approve" = ["y", "a"]\n"run.pause" = "ctrl+x"\n"app.help" = "?"\n',
+    )
+    s = load(tmp_path, file=cfg)
+    assert s.keymap == {"approval.approve": "y,a", "run.pause": "ctrl+x", "app.help": "?"}
+    env = {"STOP_TUI_KEYMAP": '{"hist.best": "B"}'}
+    assert load(tmp_path, env=env).keymap == {"hist.best": "B"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            'approve = "y"',
+            "unknown binding id 'approve' in [keymap]: did you mean 'approval.approve'?",
+        ),
+        ('"run.pause" = "esc"', "'esc' is not a key (did you mean 'escape'?)"),
+        ('"run.pause" = "hyperx+y"', "'hyperx' in 'hyperx+y' is not a modifier"),
+        ('"run.pause" = "ctrl+p"', "'ctrl+p' is kept for the command palette"),
+        ('"run.pause" = "q"', "'q' is already the key of app.quit on the run screen"),
+        ('"approval.approve" = "r"', "'r' is already the key of approval.reject"),
+        ('"run.pause" = []', "run.pause must be a key or a list of keys"),
+    ],
+)
+def test_a_bad_keymap_names_the_file_and_the_fix(tmp_path: Path, entry: str, expected: str) -> None:
+    cfg = write(tmp_path / "stop.toml", f"[keymap]\n{entry}\n")
+    with pytest.raises(UserError) as exc:
+        load(tmp_path, file=cfg)
+    line = exc.value.line()
+    assert "\n" not in line and str(cfg) in line and expected in line, line

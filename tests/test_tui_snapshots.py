@@ -10,14 +10,18 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable
 
-from stop_tui.engine.approval import ApprovalRequest, Purpose
-from stop_tui.engine.session import seed_improver
 from stop_tui.tui.app import StopApp
 from stop_tui.tui.screens.approval import ApprovalScreen
 from stop_tui.tui.screens.home import HomeScreen
 from stop_tui.tui.screens.improver import ImproverScreen
 from stop_tui.tui.screens.run import RunScreen
-from tests.tui_support import SAVED, settings_for, shared_saved_run, wait_for
+from tests.tui_support import (
+    SAVED,
+    approval_request,
+    settings_for,
+    shared_saved_run,
+    wait_for,
+)
 
 SIZE = (100, 32)
 
@@ -68,30 +72,6 @@ def test_improver_screen(snap_compare: Any, saved_workspace: Path) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
-
-
-def approval_request() -> ApprovalRequest:
-    parent = seed_improver()
-    source = parent.replace("temperature=0.7", "temperature=1.0") + (
-        "\n\nimport os  # a candidate that reaches for the operating system\n"
-    )
-    return ApprovalRequest(
-        run_id=SAVED,
-        generation=1,
-        index=2,
-        purpose=Purpose.CANDIDATE,
-        source=source,
-        parent_source=parent,
-        flags=("escape/import: imports os (line 41)",),
-        allowances={
-            "meta-utility tests": 2,
-            "language-model calls per run": 2,
-            "utility calls per run": 3,
-            "network": "none",
-            "files": "a private scratch directory only",
-        },
-        request_id="req-snapshot",
-    )
 
 
 def test_approval_screen(

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from stop_tui.config import Settings, load_settings
-from stop_tui.engine.approval import Policy
-from stop_tui.engine.session import prepare_run
+from stop_tui.engine.approval import ApprovalRequest, Policy, Purpose
+from stop_tui.engine.session import prepare_run, seed_improver
 from tests.engine_support import SMALL as ENGINE_SMALL
 
 SMALL: dict[str, Any] = {**ENGINE_SMALL, "model": "demo", "demo_failure_rate": 0.0, "seed": 1}
@@ -65,3 +65,28 @@ def shared_saved_run(base: Path) -> Path:
         make_saved_run(workspace, SAVED, generations=2)
         _shared["workspace"] = workspace
     return _shared["workspace"]
+
+
+def approval_request() -> ApprovalRequest:
+    """A candidate asking to run, as the approval modal gets it (no engine behind it)."""
+    parent = seed_improver()
+    source = parent.replace("temperature=0.7", "temperature=1.0") + (
+        "\n\nimport os  # a candidate that reaches for the operating system\n"
+    )
+    return ApprovalRequest(
+        run_id=SAVED,
+        generation=1,
+        index=2,
+        purpose=Purpose.CANDIDATE,
+        source=source,
+        parent_source=parent,
+        flags=("escape/import: imports os (line 41)",),
+        allowances={
+            "meta-utility tests": 2,
+            "language-model calls per run": 2,
+            "utility calls per run": 3,
+            "network": "none",
+            "files": "a private scratch directory only",
+        },
+        request_id="req-snapshot",
+    )

@@ -12,14 +12,38 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import openai
 
-if TYPE_CHECKING:
-    from stop_tui.config import Settings
+__all__ = ["CheckRow", "EndpointReport", "EndpointSettings", "check_endpoint"]
 
-__all__ = ["CheckRow", "EndpointReport", "check_endpoint"]
+
+class _Secret(Protocol):
+    def get_secret_value(self) -> str: ...
+
+
+class EndpointSettings(Protocol):
+    """What the check reads of the settings (``stop_tui.config.Settings`` has all of it;
+    the settings sit above this layer, so the check names only what it needs)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def api_key(self) -> _Secret | None: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def organization(self) -> str | None: ...
+    @property
+    def azure_endpoint(self) -> str | None: ...
+    @property
+    def azure_api_version(self) -> str | None: ...
+    @property
+    def azure_deployment(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -60,7 +84,9 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret and len(secret) >= 4 else text
 
 
-async def check_endpoint(settings: Settings, *, timeout: float | None = None) -> EndpointReport:
+async def check_endpoint(
+    settings: EndpointSettings, *, timeout: float | None = None
+) -> EndpointReport:
     """Probe the endpoint the settings describe. Never raises for endpoint problems."""
     secret = settings.api_key.get_secret_value() if settings.api_key else ""
     where = settings.azure_endpoint or settings.base_url or "https://api.openai.com/v1"
@@ -101,7 +127,7 @@ async def check_endpoint(settings: Settings, *, timeout: float | None = None) ->
 
 
 async def _run_checks(
-    client: openai.AsyncOpenAI, settings: Settings, report: EndpointReport, secret: str
+    client: openai.AsyncOpenAI, settings: EndpointSettings, report: EndpointReport, secret: str
 ) -> None:
     model = settings.model
     # 1. GET /models: reachability, key, model listing.

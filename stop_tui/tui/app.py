@@ -2,7 +2,8 @@
 
 Screens: home (the runs of a workspace, a new-run form), run (live or saved),
 improver, approval (modal), history, replay. Keyboard first: every binding is in
-the footer, ``?`` lists them, the command palette (``ctrl+p``) runs any of them.
+the footer, ``?`` lists them, the command palette (``ctrl+p``) runs any of them, and
+``[keymap]`` in stop.toml rebinds them by id (``stop_tui.keymap``).
 """
 
 from __future__ import annotations
@@ -10,80 +11,25 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.binding import BindingType
 from textual.screen import Screen
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from stop_tui.config import Settings
 from stop_tui.errors import UserError
+from stop_tui.keymap import label
 from stop_tui.store.store import RunStore
+from stop_tui.tui.bindings import bindings_for
+from stop_tui.tui.commands import ActionsProvider
+
+if TYPE_CHECKING:
+    from stop_tui.tui.session import RunSession
 
 SNAPSHOT_ENV = "STOP_TUI_SNAPSHOT"
-
-
-class ActionsProvider(Provider):
-    """Every binding of the current screen and the app, as palette commands."""
-
-    def _commands(self) -> list[tuple[str, str, Any]]:
-        screen = self.screen
-        seen: set[str] = set()
-        out: list[tuple[str, str, Any]] = []
-        for namespace, bindings in _bindings(screen):
-            for binding in bindings:
-                if binding.action in seen or not binding.description:
-                    continue
-                seen.add(binding.action)
-                key = binding.key_display or binding.key
-                help_text = binding.tooltip or f"key: {key}"
-                out.append(
-                    (
-                        binding.description,
-                        help_text,
-                        partial(screen.app.run_action, binding.action, namespace),
-                    )
-                )
-        return out
-
-    async def discover(self) -> Hits:
-        for name, help_text, callback in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, help_text, callback in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
-
-
-def _bindings(screen: Screen[Any]) -> list[tuple[Any, list[Binding]]]:
-    """(namespace, bindings) of the focused widget's chain, the screen and the app."""
-    out: list[tuple[Any, list[Binding]]] = []
-    nodes: list[Any] = []
-    focused = screen.focused
-    while focused is not None and focused is not screen:
-        nodes.append(focused)
-        focused = focused.parent  # type: ignore[assignment]
-    nodes += [screen, screen.app]
-    for node in nodes:
-        bindings = [b for b in node._bindings.key_to_bindings.values() for b in b]
-        usable = []
-        for b in bindings:
-            if not (b.show or b.id):
-                continue
-            name = b.action.split("(", 1)[0]
-            check = getattr(node, "check_action", None)
-            if check is not None and check(name, ()) is False:
-                continue  # not available here and now (e.g. pause on a saved run)
-            usable.append(b)
-        out.append((node, usable))
-    return out
 
 
 class StopApp(App[int]):
@@ -94,11 +40,7 @@ class StopApp(App[int]):
     SUB_TITLE = "supervised self-improvement (STOP)"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {ActionsProvider}
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
-        Binding("ctrl+t", "change_theme", "Theme", id="app.theme"),
-        Binding("q", "quit", "Quit", id="app.quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("app")
 
     def __init__(
         self,
@@ -119,7 +61,9 @@ class StopApp(App[int]):
         self.start_prepared = prepared
         self.start_generations = generations
         self.snapshot = bool(os.environ.get(SNAPSHOT_ENV)) if snapshot is None else snapshot
-        self.sessions: list[Any] = []  # RunSession objects started in this app
+        self.sessions: list[RunSession] = []  # the runs started in this app
+        # ``[keymap]`` of stop.toml (checked at load): binding id -> key(s).
+        self.set_keymap(settings.keymap)
 
     # ------------------------------------------------------------------ helpers
 
@@ -135,6 +79,10 @@ class StopApp(App[int]):
         if not self.snapshot:
             return text
         return "·" * (width if width is not None else min(len(text), 10))
+
+    def key(self, binding_id: str) -> str:
+        """How to name the key of a binding in text, the user's keymap applied."""
+        return label(binding_id, self.settings.keymap)
 
     def error(self, exc: BaseException, what: str = "") -> None:
         """Show an error as a notification, never as a traceback."""

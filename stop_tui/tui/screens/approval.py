@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
 from stop_tui.engine.approval import ApprovalRequest, Purpose
+from stop_tui.tui.bindings import bindings_for, with_key
 from stop_tui.tui.charts import Palette
+from stop_tui.tui.host import Host, host
 from stop_tui.tui.render import allowances_view, diff_text, flags_view, unified
 
 if TYPE_CHECKING:
@@ -35,16 +38,7 @@ def describe(request: ApprovalRequest) -> str:
 class ApprovalScreen(ModalScreen[Answer | None]):
     """A generated improver asks to run: its diff, the audit, what it may do, your decision."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "approve", "Approve", id="approval.approve"),
-        Binding("r", "reject", "Reject…", id="approval.reject"),
-        Binding("e", "edit", "Edit, then approve", id="approval.edit"),
-        Binding("g", "rest", "Approve rest of generation", id="approval.rest"),
-        Binding("n", "next", "Next waiting", id="approval.next"),
-        Binding("ctrl+s", "save_edit", "Approve edited", show=False, id="approval.save"),
-        Binding("ctrl+e", "external_edit", "Edit in $EDITOR", id="approval.external"),
-        Binding("escape", "later", "Later", id="approval.later"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("approval")
 
     def __init__(self, request: ApprovalRequest, session: RunSession | None = None) -> None:
         super().__init__()
@@ -74,18 +68,31 @@ class ApprovalScreen(ModalScreen[Answer | None]):
                     yield Static(Text("if approved it may use", style="bold"))
                     yield Static(allowances_view(r.allowances), id="approval-allowances")
             yield Input(
-                placeholder="why reject it? (enter to reject, esc to go back)",
+                placeholder="why reject it? (enter to reject, "
+                f"{self.stop_app.key('approval.later')} to go back)",
                 id="approval-reason",
                 classes="hidden",
             )
             with Horizontal(classes="buttons", id="approval-buttons"):
-                yield Button("Approve [a]", variant="success", id="approve")
-                yield Button("Reject [r]", variant="error", id="reject")
-                yield Button("Edit [e]", variant="primary", id="edit")
+                key = self.stop_app.key
+                yield Button(self._approve_label(), variant="success", id="approve")
+                yield Button(
+                    with_key("Reject", key("approval.reject")), variant="error", id="reject"
+                )
+                yield Button(with_key("Edit", key("approval.edit")), variant="primary", id="edit")
                 if r.purpose is Purpose.CANDIDATE:
-                    yield Button("Rest of gen [g]", id="rest")
-                yield Button("Later [esc]", id="later")
+                    yield Button(with_key("Rest of gen", key("approval.rest")), id="rest")
+                yield Button(with_key("Later", key("approval.later")), id="later")
             yield Footer(compact=True)
+
+    @property
+    def stop_app(self) -> Host:
+        return host(self.app)
+
+    def _approve_label(self) -> Content:
+        if self.mode == "edit":
+            return with_key("Approve edited", self.stop_app.key("approval.save"))
+        return with_key("Approve", self.stop_app.key("approval.approve"))
 
     def on_mount(self) -> None:
         self.query_one("#approval-diff").border_title = "diff against its parent"
@@ -103,7 +110,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
             f"g{p.generation} " + (f"c{p.index}" if p.index is not None else "adoption")
             for p in others[:5]
         )
-        return f"{len(others)} more waiting: {names} (n: next)"
+        return f"{len(others)} more waiting: {names} ({self.stop_app.key('approval.next')}: next)"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "rest":
@@ -153,9 +160,13 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         self.query_one("#approval-diff").add_class("hidden")
         editor = self.query_one("#approval-editor", TextArea)
         editor.remove_class("hidden")
-        editor.border_title = "edit the candidate — ctrl+s approves the edited source, esc cancels"
+        key = self.stop_app.key
+        editor.border_title = (
+            f"edit the candidate — {key('approval.save')} approves the edited source, "
+            f"{key('approval.later')} cancels"
+        )
         editor.focus()
-        self.query_one("#approve", Button).label = "Approve edited [ctrl+s]"
+        self.query_one("#approve", Button).label = self._approve_label()
         self.refresh_bindings()
 
     def action_external_edit(self) -> None:
@@ -211,7 +222,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
             self.query_one("#approval-reason", Input).add_class("hidden")
             self.query_one("#approval-editor", TextArea).add_class("hidden")
             self.query_one("#approval-diff").remove_class("hidden")
-            self.query_one("#approve", Button).label = "Approve [a]"
+            self.query_one("#approve", Button).label = self._approve_label()
             self.query_one("#approval-diff").focus()
             self.refresh_bindings()
             return

@@ -6,33 +6,31 @@ from typing import Any, ClassVar
 
 from rich.table import Table
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Label, Static
+
+from stop_tui.tui.bindings import bindings_for, reachable_bindings, with_key
+from stop_tui.tui.host import host
 
 
 class HelpScreen(ModalScreen[None]):
     """Every key of the screen underneath and of the app, with what it does."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close", id="help.close"),
-        Binding("question_mark", "dismiss", "Close", key_display="?", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("help")
 
     def __init__(self, under: Screen[Any]) -> None:
         super().__init__()
         self.under = under
 
     def compose(self) -> ComposeResult:
-        from stop_tui.tui.app import _bindings
-
         table = Table(box=None, expand=True, show_header=True, header_style="bold")
         table.add_column("key", style="bold", no_wrap=True)
         table.add_column("action")
         table.add_column("where", style="dim")
         seen: set[tuple[str, str]] = set()
-        for node, bindings in _bindings(self.under):
+        for node, bindings in reachable_bindings(self.under):
             where = "everywhere" if node is self.app else type(node).__name__
             for b in bindings:
                 key = b.key_display or self.app.get_key_display(b)
@@ -56,10 +54,7 @@ class HelpScreen(ModalScreen[None]):
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("confirm")
 
     def __init__(self, question: str, detail: str = "") -> None:
         super().__init__()
@@ -72,8 +67,9 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.detail:
                 yield Static(self.detail, classes="dim")
             with Horizontal(classes="buttons"):
-                yield Button("Yes [y]", variant="error", id="yes")
-                yield Button("No [n]", id="no")
+                key = host(self.app).key
+                yield Button(with_key("Yes", key("confirm.yes")), variant="error", id="yes")
+                yield Button(with_key("No", key("confirm.no")), id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

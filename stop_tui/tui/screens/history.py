@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane, Tree
 
 from stop_tui.store.records import StepInfo
+from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
+from stop_tui.tui.host import Host, host
 from stop_tui.tui.model import fmt
 from stop_tui.tui.render import diff_text
-
-if TYPE_CHECKING:
-    from stop_tui.tui.app import StopApp
 
 
 def short(step: StepInfo) -> str:
@@ -43,19 +42,7 @@ def family(steps: list[StepInfo]) -> dict[str | None, list[StepInfo]]:
 class HistoryScreen(Screen[None]):
     """A run's commits: step through generations, compare two improvers, the family tree."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(
-            "left_square_bracket", "generation(-1)", "Prev gen", key_display="[", id="hist.prev"
-        ),
-        Binding(
-            "right_square_bracket", "generation(1)", "Next gen", key_display="]", id="hist.next"
-        ),
-        Binding("b", "best", "Best", id="hist.best"),
-        Binding("m", "mark", "Mark to compare", id="hist.mark"),
-        Binding("enter", "open", "Improver", id="hist.open"),
-        Binding("t", "toggle_tree", "Tree/Table", id="hist.tree"),
-        Binding("escape", "back", "Back", id="hist.back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("history")
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -66,8 +53,8 @@ class HistoryScreen(Screen[None]):
         self.current: StepInfo | None = None
 
     @property
-    def stop_app(self) -> StopApp:
-        return self.app  # type: ignore[return-value]
+    def stop_app(self) -> Host:
+        return host(self.app)
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -5,44 +5,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from stop_tui.store.records import RunInfo
+from stop_tui.tui.bindings import bindings_for
+from stop_tui.tui.host import Host, host
 from stop_tui.tui.model import fmt, fmt_cost
-
-if TYPE_CHECKING:
-    from stop_tui.tui.app import StopApp
 
 
 class HomeScreen(Screen[None]):
     """The runs in this workspace: open, resume, replay or export one, or start a new run."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "new_run", "New", id="home.new"),
-        Binding(
-            "o", "open", "Open", tooltip="open the selected run (or press enter)", id="home.open"
-        ),
-        Binding("r", "resume", "Resume", id="home.resume"),
-        Binding("p", "replay", "Replay", id="home.replay"),
-        Binding("h", "history", "History", id="home.history"),
-        Binding("e", "export('json')", "JSON", id="home.export_json"),
-        Binding("c", "export('csv')", "CSV", id="home.export_csv"),
-        Binding("f5,ctrl+r", "refresh", "Refresh", key_display="F5", show=False, id="home.refresh"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("home")
 
     def __init__(self) -> None:
         super().__init__()
         self.runs: list[RunInfo] = []
 
     @property
-    def stop_app(self) -> StopApp:
-        return self.app  # type: ignore[return-value]
+    def stop_app(self) -> Host:
+        return host(self.app)
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -5,26 +5,25 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from stop_tui.store.records import StepInfo, StepRecord
+from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
+from stop_tui.tui.host import Host, host
 from stop_tui.tui.model import fmt
 from stop_tui.tui.render import diff_text, flags_view, side_by_side, source_view
-
-if TYPE_CHECKING:
-    from stop_tui.tui.app import StopApp
 
 
 @dataclass
@@ -102,18 +101,7 @@ def _highlight(body: str, query: str, P: Palette) -> Text:
 class ImproverScreen(Screen[None]):
     """An improver: source, diff against its parent, per-test scores, audit, transcript."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("left_square_bracket", "step(-1)", "Previous", key_display="[", id="imp.prev"),
-        Binding("right_square_bracket", "step(1)", "Next", key_display="]", id="imp.next"),
-        Binding("s", "side_by_side", "Side by side", id="imp.side"),
-        Binding("1", "tab('source')", "Source", id="imp.source"),
-        Binding("2", "tab('diff')", "Diff", id="imp.diff"),
-        Binding("3", "tab('scores')", "Scores", id="imp.scores"),
-        Binding("4", "tab('audit')", "Audit", id="imp.audit"),
-        Binding("5", "tab('transcript')", "Transcript", id="imp.transcript"),
-        Binding("slash", "filter", "Filter", key_display="/", id="imp.filter"),
-        Binding("escape", "back", "Back", id="imp.back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("improver")
 
     def __init__(self, run_id: str, *, commit: str | None = None, spec: str | None = None) -> None:
         super().__init__()
@@ -127,8 +115,8 @@ class ImproverScreen(Screen[None]):
         self._filter_timer: Timer | None = None
 
     @property
-    def stop_app(self) -> StopApp:
-        return self.app  # type: ignore[return-value]
+    def stop_app(self) -> Host:
+        return host(self.app)
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from stop_tui.config import Settings
 from stop_tui.engine.approval import Policy
 from stop_tui.errors import UserError
+from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.model import model_label
 
 INT_FIELDS: list[tuple[str, str, str]] = [
@@ -78,10 +79,7 @@ def validate_form(
 class NewRunScreen(ModalScreen[Settings | None]):
     """Start a new run: task, model, budgets, approval policy and seed."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "start", "Start run", id="new.start"),
-        Binding("escape", "cancel", "Cancel", id="new.cancel"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("new")
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()

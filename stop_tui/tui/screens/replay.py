@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from stop_tui.engine.replay import ReplayStep
+from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
-
-if TYPE_CHECKING:
-    from stop_tui.tui.app import StopApp
+from stop_tui.tui.host import Host, host
 
 SPEEDS = [0.0, 0.3, 1.0]  # seconds between displayed steps
 
@@ -30,12 +29,7 @@ SPEEDS = [0.0, 0.3, 1.0]  # seconds between displayed steps
 class ReplayScreen(Screen[None]):
     """Replay a saved run offline and check that every meta-utility matches."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "toggle_pause", "Pause/Resume display", id="replay.pause"),
-        Binding("n", "step", "Step", id="replay.step"),
-        Binding("s", "speed", "Speed", id="replay.speed"),
-        Binding("escape", "back", "Back", id="replay.back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("replay")
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -49,8 +43,8 @@ class ReplayScreen(Screen[None]):
         self._since = 0.0
 
     @property
-    def stop_app(self) -> StopApp:
-        return self.app  # type: ignore[return-value]
+    def stop_app(self) -> Host:
+        return host(self.app)
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -13,19 +13,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Static
 
 from stop_tui.engine.approval import ApprovalRequest
 from stop_tui.engine.audit import circumvention_line
+from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import CandidateChart, MetaChart, Palette, meter, progress
+from stop_tui.tui.host import Host, host
 from stop_tui.tui.messages import ApprovalNeeded, EngineEvent, RunEnded
 from stop_tui.tui.model import LogLine, RunModel, fmt, fmt_cost, model_from_store, model_label
 
 if TYPE_CHECKING:
-    from stop_tui.tui.app import StopApp
     from stop_tui.tui.session import RunSession
 
 COLUMNS = [
@@ -69,22 +70,7 @@ def load_saved(store: Any, run_id: str) -> RunModel:
 class RunScreen(Screen[None]):
     """A run: its generations, scores, what runs now and the event log."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(
-            "space",
-            "pause",
-            "Pause",
-            tooltip="pause the run; space again resumes it",
-            id="run.pause",
-        ),
-        Binding("x", "stop", "Stop", id="run.stop"),
-        Binding("a", "approvals", "Approvals", id="run.approvals"),
-        Binding("i", "improver", "Improver", tooltip="or enter on a generation", id="run.improver"),
-        Binding("h", "history", "History", id="run.history"),
-        Binding("r", "resume_run", "Resume run", id="run.resume"),
-        Binding("p", "replay", "Replay", id="run.replay"),
-        Binding("escape", "back", "Back", id="run.back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("run")
 
     def __init__(self, *, session: RunSession | None = None, run_id: str | None = None) -> None:
         super().__init__()
@@ -102,8 +88,8 @@ class RunScreen(Screen[None]):
             self.model.max_cost = config.max_cost
 
     @property
-    def stop_app(self) -> StopApp:
-        return self.app  # type: ignore[return-value]
+    def stop_app(self) -> Host:
+        return host(self.app)
 
     @property
     def live(self) -> bool:
@@ -175,10 +161,11 @@ class RunScreen(Screen[None]):
                 f"status {model.status}" + (f" ({model.message})" if model.message else "")
             )
         )
+        key = self.stop_app.key
         log.write(
             Text(
-                "enter: improver of a generation · h: history and family tree · "
-                "p: replay offline · r: resume",
+                f"enter: improver of a generation · {key('run.history')}: history and family "
+                f"tree · {key('run.replay')}: replay offline · {key('run.resume')}: resume",
                 style="dim",
             )
         )
@@ -312,10 +299,13 @@ class RunScreen(Screen[None]):
         }.get(m.status, P["error"])
         status.append(f" {icon} {m.status} ", style=f"bold {colour}")
         if m.status == "paused":
-            status.append("(space resumes) ", style=colour)
+            status.append(f"({self.stop_app.key('run.pause')} resumes) ", style=colour)
         pending = len(self.session.pending()) if self.session is not None else 0
         if pending:
-            status.append(f" ⚑ {pending} waiting: press a ", style=f"bold reverse {P['accent']}")
+            press = self.stop_app.key("run.approvals")
+            status.append(
+                f" ⚑ {pending} waiting: press {press} ", style=f"bold reverse {P['accent']}"
+            )
         gens = f"gen {m.current}/{m.generations}" if m.generations else ""
         model = "demo (offline, scripted)" if m.model == "demo" else m.model
         status.append(f" {gens} · {m.task} · {model}")
