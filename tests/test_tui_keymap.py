@@ -60,7 +60,7 @@ async def test_a_rebound_key_works_and_shows_everywhere(saved_workspace: Path) -
             pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.runs, "home"
         )
         home = app.screen
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "History" in footer_keys(home), "the footer")
         assert footer_keys(home)["History"] == "y"
         assert footer_keys(home)["Help"] == "f1"
 
@@ -93,7 +93,7 @@ async def test_the_approval_modal_names_the_rebound_keys(tmp_path: Path) -> None
         app.push_screen(ApprovalScreen(approval_request()), answers.append)
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the modal")
         modal = app.screen
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "Reject…" in footer_keys(modal), "the footer")
         labels = {b.id: str(b.label) for b in modal.query(Button)}
         assert labels["approve"] == "Approve [y]"  # the first of its keys
         assert labels["reject"] == "Reject [x]" and labels["later"] == "Later [f2]"
