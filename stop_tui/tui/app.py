@@ -27,6 +27,7 @@ from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.commands import ActionsProvider
 
 if TYPE_CHECKING:
+    from stop_tui.tui.host import Host
     from stop_tui.tui.session import RunSession
 
 SNAPSHOT_ENV = "STOP_TUI_SNAPSHOT"
@@ -236,3 +237,9 @@ class StopApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("New run", "Start a new self-improvement run", self.new_run)
+
+
+if TYPE_CHECKING:
+
+    def _is_a_host(app: StopApp) -> Host:  # mypy checks that StopApp is what screens expect
+        return app
