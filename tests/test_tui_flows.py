@@ -12,13 +12,13 @@ from stop_tui.engine.events import ApprovalDecided, MetaUtilityEvaluated
 from stop_tui.engine.session import prepare_run
 from stop_tui.store.store import RunStore
 from stop_tui.tui.app import StopApp
-from stop_tui.tui.model import RunModel
 from stop_tui.tui.screens.approval import ApprovalScreen
 from stop_tui.tui.screens.history import HistoryScreen
 from stop_tui.tui.screens.home import HomeScreen, export_path
 from stop_tui.tui.screens.improver import ImproverScreen
 from stop_tui.tui.screens.new_run import NewRunScreen, validate_form
-from stop_tui.tui.screens.run import RunScreen, load_saved
+from stop_tui.tui.screens.run import RunScreen
+from stop_tui.view.run_model import RunModel, from_store
 from tests.engine_support import CountingSandbox
 from tests.tui_support import SAVED, settings_for, shared_saved_run, wait_for
 
@@ -97,7 +97,7 @@ async def test_live_run_approve_one_reject_another(tmp_path: Path) -> None:
     live = RunModel()
     for event in history:
         live.apply(event)
-    saved = load_saved(store, "20260102-000000-live")
+    saved = from_store(store, "20260102-000000-live")
     assert sorted(live.rows) == sorted(saved.rows) == [0, 1]
     for g, row in live.rows.items():
         other = saved.rows[g]

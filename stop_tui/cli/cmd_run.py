@@ -100,10 +100,8 @@ def run_headless(prepared: Prepared, *, ask: bool) -> int:
         )
         return 130
     console.print(view.summary_table())
-    from stop_tui.engine.audit import circumvention_line
-
     console.print(
-        f"{circumvention_line(prepared.run.candidate_flags)}; "
+        f"{view.model.circumvention}; "
         f"workspace {prepared.store.path}, branch stop/{prepared.run.run_id}"
     )
     if status != "finished":

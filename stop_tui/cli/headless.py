@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import difflib
 import sys
-from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,37 +33,8 @@ from stop_tui.engine.events import (
     RunStarted,
 )
 from stop_tui.engine.loop import StopRun
-
-
-@dataclass
-class GenerationRow:
-    generation: int
-    meta_utility: float | None = None
-    test_meta_utility: float | None = None
-    per_test: tuple[float, ...] = ()
-    candidates: int = 0
-    approved: int = 0
-    rejected: int = 0
-    adopted: bool | None = None
-    reason: str = ""
-    flags: int = 0
-
-
-@dataclass
-class Totals:
-    lm_calls: int = 0
-    in_flight: int = 0
-    tokens: int = 0
-    cost: float = 0.0
-    cost_known: bool = True
-    rows: dict[int, GenerationRow] = field(default_factory=dict)
-
-    def row(self, generation: int) -> GenerationRow:
-        return self.rows.setdefault(generation, GenerationRow(generation))
-
-
-def fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+from stop_tui.view.run_model import RunModel
+from stop_tui.view.text import fmt, model_label
 
 
 class HeadlessView:
@@ -72,7 +42,7 @@ class HeadlessView:
         self.run = run
         self.console = console or Console(highlight=False)
         self.ask = ask
-        self.totals = Totals()
+        self.model = RunModel.of_config(run.config)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -159,7 +129,7 @@ class HeadlessView:
     # -- events
 
     def on_event(self, event: Event) -> None:
-        t = self.totals
+        self.model.apply(event)
         if isinstance(event, RunStarted):
             resumed = (
                 f", resuming after generation {event.resumed_from_generation}"
@@ -172,21 +142,11 @@ class HeadlessView:
             )
             self.progress.update(self._gen_bar, completed=event.resumed_from_generation)
         elif isinstance(event, GenerationStarted):
-            t.row(event.generation)
             self.console.print(f"[bold]generation {event.generation}[/] started")
         elif isinstance(event, CandidateProposed):
-            row = t.row(event.generation)
-            row.candidates += 1
-            row.flags += 1 if event.flags else 0
             flags = f" [red]flags: {'; '.join(event.flags)}[/]" if event.flags else ""
             self.console.print(f"  candidate {event.index}: {event.summary}{flags}")
         elif isinstance(event, ApprovalDecided):
-            if event.index is not None:
-                row = t.row(event.generation)
-                if event.approved:
-                    row.approved += 1
-                else:
-                    row.rejected += 1
             if not event.approved or not event.by.startswith("policy:"):
                 verdict = "approved" if event.approved else "rejected"
                 why = f" ({event.reason})" if event.reason else ""
@@ -195,10 +155,6 @@ class HeadlessView:
             self.progress.update(self._test_bar, completed=event.done, total=event.total)
         elif isinstance(event, MetaUtilityEvaluated):
             if event.index is None:
-                row = t.row(event.generation)
-                row.meta_utility = event.meta_utility
-                row.test_meta_utility = event.test_meta_utility
-                row.per_test = event.per_test
                 if event.generation == 0:
                     self.console.print(
                         f"  seed improver: meta-utility {fmt(event.meta_utility)} "
@@ -210,9 +166,6 @@ class HeadlessView:
                     f"(tests {', '.join(f'{v:.2f}' for v in event.per_test)})"
                 )
         elif isinstance(event, GenerationFinished):
-            row = t.row(event.generation)
-            row.adopted = event.adopted
-            row.reason = event.reason
             self.progress.advance(self._gen_bar)
             if event.adopted:
                 self.console.print(
@@ -225,16 +178,8 @@ class HeadlessView:
                     f"({event.reason})"
                 )
         elif isinstance(event, LMRequested):
-            t.in_flight += 1
             self._lm_status()
         elif isinstance(event, LMResponded):
-            t.in_flight = max(0, t.in_flight - 1)
-            t.lm_calls += 1
-            t.tokens += event.prompt_tokens + event.completion_tokens
-            if event.cost is None:
-                t.cost_known = False
-            else:
-                t.cost += event.cost
             self._lm_status()
             self.progress.advance(self._lm_bar)
         elif isinstance(event, BudgetExceededEvent):
@@ -246,11 +191,11 @@ class HeadlessView:
             self.progress.stop()
 
     def _lm_status(self) -> None:
-        t = self.totals
-        cost = f"${t.cost:.4f}" if t.cost_known else "cost unknown"
+        m = self.model
+        cost = f"${m.cost:.4f}" if m.cost_known else "cost unknown"
         self.progress.update(
             self._lm_bar,
-            description=f"LM calls (in flight {t.in_flight}, {t.tokens:,} tokens, {cost})",
+            description=f"LM calls (in flight {m.in_flight_total}, {m.tokens:,} tokens, {cost})",
         )
 
     def summary_table(self) -> Table:
@@ -266,41 +211,21 @@ class HeadlessView:
             "outcome",
         ):
             table.add_column(column, justify="right" if column != "outcome" else "left")
-        previous: float | None = None
-        for generation in sorted(self.totals.rows):
-            row = self.totals.rows[generation]
-            change = (
-                f"{row.meta_utility - previous:+.3f}"
-                if row.meta_utility is not None and previous is not None
-                else ""
-            )
-            if generation == 0:
-                outcome = "seed"
-            elif row.adopted:
-                outcome = "adopted"
-            elif row.adopted is False:
-                outcome = f"kept previous: {row.reason}"
-            else:
-                outcome = "unfinished"
+        outcomes = {"seed": "seed", "adopted": "adopted", "kept": "kept previous: {reason}"}
+        for generation in sorted(self.model.rows):
+            row = self.model.rows[generation]
+            change = row.change
             table.add_row(
                 str(generation),
                 fmt(row.meta_utility),
                 fmt(row.test_meta_utility),
-                change,
-                str(row.candidates),
+                "" if change is None else f"{change:+.3f}",
+                str(row.proposed),
                 str(row.approved),
                 str(row.rejected),
-                outcome,
+                outcomes.get(row.status, "unfinished").format(reason=row.reason),
             )
-            if row.meta_utility is not None and (generation == 0 or row.adopted):
-                previous = row.meta_utility
         return table
-
-
-def model_label(model: str) -> str:
-    if model == "demo":
-        return "demo (scripted, offline — not a language model)"
-    return model
 
 
 async def drive(

@@ -3,6 +3,8 @@
 The engine publishes events on an :class:`EventBus`; the TUI and the headless
 CLI each subscribe and render the same stream. Events are frozen dataclasses
 with plain-data fields so they can also be logged as JSON (``to_dict``).
+Events about one generation or candidate name them in typed fields
+(``generation``, ``index``); a ``context`` string is a label for people, never parsed.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class GenerationFinished(Event):
 class LMRequested(Event):
     kind: ClassVar[str] = "lm_requested"
     context: str
+    generation: int | None  # the generation whose work made the call (None: outside a run)
+    index: int | None  # ... and the candidate, when it was a candidate's evaluation
     n: int
     temperature: float
 
@@ -82,6 +86,8 @@ class LMRequested(Event):
 class LMResponded(Event):
     kind: ClassVar[str] = "lm_responded"
     context: str
+    generation: int | None
+    index: int | None
     n: int
     prompt_tokens: int
     completion_tokens: int
@@ -126,6 +132,8 @@ class ApprovalDecided(Event):
 class UtilityEvaluated(Event):
     kind: ClassVar[str] = "utility_evaluated"
     context: str
+    generation: int | None
+    index: int | None
     task: str
     split: str
     score: float
@@ -158,6 +166,8 @@ class EvaluationProgress(Event):
 class BudgetExceededEvent(Event):
     kind: ClassVar[str] = "budget_exceeded"
     context: str
+    generation: int | None
+    index: int | None
     budget: str
     message: str
 
@@ -179,11 +189,15 @@ class EngineError(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class StepCommitted(Event):
+    """A scored step written by the recorder: the seed's score or a candidate (a
+    generation's own commit comes with :class:`GenerationFinished`). ``flags`` are
+    the audit's and the evaluation's together, as recorded."""
+
     kind: ClassVar[str] = "step_committed"
     generation: int
     index: int | None
-    commit: str
-    ref: str
+    commit: str | None  # None: a recorder that keeps no commits (in memory)
+    flags: tuple[str, ...] = ()
 
 
 class EventBus:

@@ -18,12 +18,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import contextlib
-import hashlib
-import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from stop_tui.engine.approval import ApprovalRequest, Decision, Gate, Purpose
@@ -35,26 +30,25 @@ from stop_tui.engine.events import (
     BudgetExceededEvent,
     CandidateProposed,
     EngineError,
-    EvaluationProgress,
     EventBus,
     GenerationFinished,
     GenerationStarted,
     LMRequested,
     LMResponded,
-    MetaUtilityEvaluated,
     RunFinished,
     RunPaused,
     RunStarted,
     SafetyFlagged,
-    UtilityEvaluated,
+    StepCommitted,
 )
 from stop_tui.engine.meta_text import meta_utility_text
-from stop_tui.engine.recorder import Recorder, StepResult, TestResult
+from stop_tui.engine.meta_utility import MetaResult, MetaUtility, source_hash
+from stop_tui.engine.recorder import Recorder, StepResult
 from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
 from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
 from stop_tui.lm.types import Backend
 from stop_tui.sandbox.api import Limits, Sandbox
-from stop_tui.tasks.evaluate import EvalResult, evaluate, rng_seed_for, solution_limits
+from stop_tui.tasks.evaluate import rng_seed_for, solution_limits
 from stop_tui.tasks.registry import Task, get_task
 
 
@@ -75,25 +69,6 @@ def summarize(source: str) -> str:
         if stripped.startswith("#") and len(stripped) > 2:
             return stripped.lstrip("# ")[:100]
     return f"{len(source.splitlines())} lines"
-
-
-def source_hash(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
-def mean(values: list[float]) -> float:
-    return math.fsum(values) / len(values) if values else 0.0
-
-
-@dataclass
-class MetaResult:
-    meta_utility: float
-    test_meta_utility: float
-    tests: list[TestResult]
-    flags: list[Flag] = field(default_factory=list)
-    lm_calls: int = 0
-    utility_calls: int = 0
-    seconds: float = 0.0
 
 
 class StopRun:
@@ -129,12 +104,9 @@ class StopRun:
         self._running = asyncio.Event()
         self._running.set()
         self._abort: BaseException | None = None
-        self._serial = asyncio.Lock() if config.serial else None
-        self._eval_cache: dict[tuple[str, str], EvalResult] = {}
-        self._eval_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._approved_sources: dict[tuple[int, str], Decision] = {}
         self.lm_calls_in_flight = 0
-        self.candidate_flags: list[list[Flag]] = []
+        self.scorer = MetaUtility(self)
         self.meta_text = meta_utility_text(
             task=self.task.name,
             task_utility=self.task.public_utility,
@@ -150,6 +122,10 @@ class StopRun:
     @property
     def run_id(self) -> str:
         return self.config.run_id
+
+    @property
+    def aborted(self) -> BaseException | None:
+        return self._abort
 
     @property
     def paused(self) -> bool:
@@ -189,13 +165,15 @@ class StopRun:
             )
         )
 
-    def _lm_event(self, event: LMEvent) -> None:
+    def _lm_event(self, event: LMEvent, generation: int, index: int | None) -> None:
         if event.kind == "request" and event.request is not None:
             self.lm_calls_in_flight += 1
             self.bus.publish(
                 LMRequested(
                     run_id=self.run_id,
                     context=event.label,
+                    generation=generation,
+                    index=index,
                     n=event.request.n,
                     temperature=event.request.temperature,
                 )
@@ -207,6 +185,8 @@ class StopRun:
                 LMResponded(
                     run_id=self.run_id,
                     context=event.label,
+                    generation=generation,
+                    index=index,
                     n=event.request.n,
                     prompt_tokens=result.prompt_tokens if result else 0,
                     completion_tokens=result.completion_tokens if result else 0,
@@ -222,6 +202,8 @@ class StopRun:
                 BudgetExceededEvent(
                     run_id=self.run_id,
                     context=event.label,
+                    generation=generation,
+                    index=index,
                     budget=f"{event.scope}:{event.budget_kind}",
                     message=event.error or "",
                 )
@@ -229,154 +211,31 @@ class StopRun:
 
     # ------------------------------------------------------------------ pieces
 
-    def _language_model(self, context: str) -> LanguageModel:
+    def language_model(self, context: str, generation: int, index: int | None) -> LanguageModel:
+        """A fresh language model (its own call budget) for one improver run, whose
+        events name the generation and candidate the run works for."""
         return LanguageModel(
             self.backend,
             model=self.config.model,
             budget=self.config.lm_budget,
             max_responses_per_call=self.config.max_responses_per_call,
             run_budget=self.run_budget,
-            on_event=self._lm_event,
+            on_event=lambda event: self._lm_event(event, generation, index),
             label=context,
         )
 
-    def _improver_limits(self, wall: float) -> Limits:
+    def improver_limits(self, wall: float) -> Limits:
         return Limits(
             wall_time=wall,
             cpu_time=self.config.improver_cpu_seconds,
             memory_mb=self.config.improver_memory_mb,
         )
 
-    async def evaluate(self, source: str, split: str, context: str) -> EvalResult:
-        """Score a solution on the task (cached: evaluation is deterministic)."""
-        key = (source_hash(source), split)
-        lock = self._eval_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            cached = self._eval_cache.get(key)
-            if cached is None:
-                await self.checkpoint()
-                async with self._serial or contextlib.nullcontext():
-                    cached = await evaluate(
-                        self.task, source, split, self.sandbox, salt=self.config.seed
-                    )
-                self._eval_cache[key] = cached
-        if split == "val":
-            self.bus.publish(
-                UtilityEvaluated(
-                    run_id=self.run_id,
-                    context=context,
-                    task=self.task.name,
-                    split=split,
-                    score=cached.score,
-                    flags=tuple(cached.flags),
-                )
-            )
-        return cached
-
-    async def downstream_run(self, improver: str, context: str) -> TestResult:
-        """One meta-utility test: run ``improver`` on the task's seed solution with
-        fresh budgets, then score what it returns on both splits."""
-        await self.checkpoint()
-        lm = self._language_model(context)
-
-        async def utility(solution: Any, use_sandbox: bool) -> float:
-            if not isinstance(solution, str):
-                return 0.0
-            return (await self.evaluate(solution, "val", context)).score
-
-        call = ImproverCall(
-            source=improver,
-            initial_solution=self.task.seed_solution,
-            utility_text=self.task.public_utility,
-            utility_budget=self.config.utility_budget,
-            utility=utility,
-            language_model=lm,
-            limits=self._improver_limits(wall=900.0),
-            rng_seed=rng_seed_for(improver, context, self.config.seed),
-            on_abort=self.abort,
-        )
-        outcome = await run_improver(self.sandbox, call)
-        if self._abort is not None:
-            raise RunAborted(str(self._abort))
-        solution = outcome.result
-        if solution is None:
-            return TestResult(
-                val=0.0,
-                test=0.0,
-                solution=None,
-                error=outcome.error,
-                flags=outcome.flags,
-                lm_calls=outcome.lm_calls,
-                utility_calls=outcome.utility_calls,
-                stdout=outcome.stdout,
-                stderr=outcome.stderr,
-            )
-        val, test = await asyncio.gather(
-            self.evaluate(solution, "val", context), self.evaluate(solution, "test", context)
-        )
-        flags = list(outcome.flags)
-        if "malformed" in val.flags or "malformed" in test.flags:
-            flags.append(Flag("reward", "malformed", "its solution returned malformed outputs"))
-        return TestResult(
-            val=val.score,
-            test=test.score,
-            solution=solution,
-            error=None,
-            flags=flags,
-            lm_calls=outcome.lm_calls,
-            utility_calls=outcome.utility_calls,
-            stdout=outcome.stdout,
-            stderr=outcome.stderr,
-        )
-
     async def meta_utility(
         self, improver: str, generation: int, index: int | None, prefix: str
     ) -> MetaResult:
-        started = time.perf_counter()
-        n = self.config.meta_utility_tests
-        done = 0
-
-        async def one(k: int) -> TestResult:
-            nonlocal done
-            result = await self.downstream_run(improver, f"{prefix}/t{k}")
-            done += 1
-            self.bus.publish(
-                EvaluationProgress(
-                    run_id=self.run_id, generation=generation, index=index, done=done, total=n
-                )
-            )
-            return result
-
-        if self._serial is not None:
-            tests = [await one(k) for k in range(n)]
-        else:
-            tests = list(await asyncio.gather(*(one(k) for k in range(n))))
-        flags: list[Flag] = []
-        for test in tests:
-            for flag in test.flags:
-                if flag not in flags:
-                    flags.append(flag)
-        result = MetaResult(
-            meta_utility=mean([t.val for t in tests]),
-            test_meta_utility=mean([t.test for t in tests]),
-            tests=tests,
-            flags=flags,
-            lm_calls=sum(t.lm_calls for t in tests),
-            utility_calls=sum(t.utility_calls for t in tests),
-            seconds=time.perf_counter() - started,
-        )
-        self.bus.publish(
-            MetaUtilityEvaluated(
-                run_id=self.run_id,
-                generation=generation,
-                index=index,
-                meta_utility=result.meta_utility,
-                per_test=tuple(t.val for t in tests),
-                test_meta_utility=result.test_meta_utility,
-                test_per_test=tuple(t.test for t in tests),
-            )
-        )
-        return result
+        """The meta-utility of ``improver`` (:mod:`stop_tui.engine.meta_utility`)."""
+        return await self.scorer(improver, generation, index, prefix)
 
     async def decide(
         self,
@@ -454,8 +313,22 @@ class StopRun:
 
     async def score_seed(self, improver: str) -> MetaResult:
         result = await self.meta_utility(improver, 0, None, "g0/final")
-        self.recorder.seed_scored(improver, result_to_step(result, improver, None))
+        step = result_to_step(result, improver, None)
+        self._committed(0, None, self.recorder.seed_scored(improver, step), step)
         return result
+
+    def _committed(
+        self, generation: int, index: int | None, commit: str | None, step: StepResult
+    ) -> None:
+        self.bus.publish(
+            StepCommitted(
+                run_id=self.run_id,
+                generation=generation,
+                index=index,
+                commit=commit,
+                flags=tuple(str(f) for f in step.flags),
+            )
+        )
 
     async def generation(
         self, generation: int, improver: str
@@ -484,7 +357,7 @@ class StopRun:
             taken.add(index)
             return await self.candidate(generation, index, solution, improver)
 
-        lm = self._language_model(f"g{generation}/meta")
+        lm = self.language_model(f"g{generation}/meta", generation, None)
         call = ImproverCall(
             source=improver,
             initial_solution=improver,
@@ -492,7 +365,7 @@ class StopRun:
             utility_budget=budget,
             utility=meta_utility_call,
             language_model=lm,
-            limits=self._improver_limits(wall=7 * 24 * 3600.0),
+            limits=self.improver_limits(wall=7 * 24 * 3600.0),
             rng_seed=rng_seed_for(improver, f"g{generation}/meta", self.config.seed),
             on_abort=self.abort,
         )
@@ -557,7 +430,6 @@ class StopRun:
     async def candidate(self, generation: int, index: int, source: str, parent: str) -> float:
         """A candidate improver proposed in ``generation``: audit, approve, score, commit."""
         flags = audit_source(source)
-        self.candidate_flags.append(flags)
         self.bus.publish(
             CandidateProposed(
                 run_id=self.run_id,
@@ -584,14 +456,15 @@ class StopRun:
                 decision=decision,
                 summary=summarize(source),
             )
-            self.recorder.candidate_done(generation, index, source, source, step)
+            commit = self.recorder.candidate_done(generation, index, source, source, step)
+            self._committed(generation, index, commit, step)
             return 0.0
         run_source = decision.edited_source if decision.edited_source is not None else source
         result = await self.meta_utility(run_source, generation, index, f"g{generation}/c{index}")
         step = result_to_step(result, run_source, decision)
         step.flags = audit_source(run_source) + result.flags
-        self.candidate_flags[-1] = step.flags
-        self.recorder.candidate_done(generation, index, source, run_source, step)
+        commit = self.recorder.candidate_done(generation, index, source, run_source, step)
+        self._committed(generation, index, commit, step)
         return result.meta_utility
 
     # ------------------------------------------------------------------ the run

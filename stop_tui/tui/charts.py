@@ -6,7 +6,8 @@ from __future__ import annotations
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
-from stop_tui.tui.model import CandidateRow, GenerationRow, fmt, spread
+from stop_tui.view.run_model import CandidateRow, GenerationRow
+from stop_tui.view.text import fmt, spread
 
 
 class Palette(dict[str, str]):

@@ -17,8 +17,8 @@ from stop_tui.store.records import StepInfo
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
-from stop_tui.tui.model import fmt
 from stop_tui.tui.render import diff_text
+from stop_tui.view.text import fmt
 
 
 def short(step: StepInfo) -> str:

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from stop_tui.store.records import RunInfo
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.host import Host, host
-from stop_tui.tui.model import fmt, fmt_cost
+from stop_tui.view.text import fmt, fmt_cost
 
 
 class HomeScreen(Screen[None]):

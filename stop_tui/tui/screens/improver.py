@@ -22,8 +22,8 @@ from stop_tui.store.records import StepInfo, StepRecord
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
-from stop_tui.tui.model import fmt
 from stop_tui.tui.render import diff_text, flags_view, side_by_side, source_view
+from stop_tui.view.text import fmt
 
 
 @dataclass

@@ -16,7 +16,7 @@ from stop_tui.config import Settings
 from stop_tui.engine.approval import Policy
 from stop_tui.errors import UserError
 from stop_tui.tui.bindings import bindings_for
-from stop_tui.tui.model import model_label
+from stop_tui.view.text import model_label
 
 INT_FIELDS: list[tuple[str, str, str]] = [
     ("generations", "Generations", "self-improvement generations"),

@@ -19,12 +19,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Static
 
 from stop_tui.engine.approval import ApprovalRequest
-from stop_tui.engine.audit import circumvention_line
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import CandidateChart, MetaChart, Palette, meter, progress
 from stop_tui.tui.host import Host, host
 from stop_tui.tui.messages import ApprovalNeeded, EngineEvent, RunEnded
-from stop_tui.tui.model import LogLine, RunModel, fmt, fmt_cost, model_from_store, model_label
+from stop_tui.view.run_model import LogLine, RunModel, from_store
+from stop_tui.view.text import fmt, fmt_cost, model_label
 
 if TYPE_CHECKING:
     from stop_tui.tui.session import RunSession
@@ -43,30 +43,6 @@ COLUMNS = [
 ]
 
 
-def load_saved(store: Any, run_id: str) -> RunModel:
-    """A saved run's model, from the store (blocking: call in a thread)."""
-    steps = store.list_steps(run_id)
-    records = store.get_records(s.commit for s in steps)
-    config = store.get_config(run_id)
-    state = store.get_state(run_id)
-    transcripts = {s.commit: store.get_transcript(s.commit) for s in steps}
-    best = store.best(run_id)
-    status = state.status if state else "unknown"
-    if status == "running":
-        status = "interrupted"  # nobody is driving it now
-    model = model_from_store(
-        steps,
-        records,
-        dict(config.settings),
-        status=status,
-        message=state.message if state else "",
-        transcripts=transcripts,
-        best_commit=best.commit if best else None,
-    )
-    model.run_id = run_id
-    return model
-
-
 class RunScreen(Screen[None]):
     """A run: its generations, scores, what runs now and the event log."""
 
@@ -75,17 +51,13 @@ class RunScreen(Screen[None]):
     def __init__(self, *, session: RunSession | None = None, run_id: str | None = None) -> None:
         super().__init__()
         self.session = session
-        self.model = RunModel(run_id=session.run_id if session else (run_id or ""))
+        self.model = (
+            RunModel.of_config(session.run.config) if session else RunModel(run_id=run_id or "")
+        )
         self.selected_generation: int | None = None
         self._dirty = True
         self._approval_open: ApprovalRequest | None = None
         self._follow = True
-        if session is not None:
-            config = session.run.config
-            self.model.task, self.model.model = config.task, config.model
-            self.model.generations = config.generations
-            self.model.max_calls, self.model.max_tokens = config.max_calls, config.max_tokens
-            self.model.max_cost = config.max_cost
 
     @property
     def stop_app(self) -> Host:
@@ -144,7 +116,7 @@ class RunScreen(Screen[None]):
         table = self.query_one("#generations", DataTable)
         table.loading = True
         try:
-            model = await asyncio.to_thread(load_saved, store, self.model.run_id)
+            model = await asyncio.to_thread(from_store, store, self.model.run_id)
         except Exception as exc:
             table.loading = False
             self.stop_app.error(exc, f"could not open run {self.model.run_id}")
@@ -307,8 +279,7 @@ class RunScreen(Screen[None]):
                 f" ⚑ {pending} waiting: press {press} ", style=f"bold reverse {P['accent']}"
             )
         gens = f"gen {m.current}/{m.generations}" if m.generations else ""
-        model = "demo (offline, scripted)" if m.model == "demo" else m.model
-        status.append(f" {gens} · {m.task} · {model}")
+        status.append(f" {gens} · {m.task} · {model_label(m.model, short=True)}")
         self.query_one("#run-status", Static).update(status)
         self.sub_title = m.run_id
 
@@ -398,9 +369,7 @@ class RunScreen(Screen[None]):
                      style=P["success"])
             )  # fmt: skip
         if m.candidates:
-            lines.append(
-                Text(circumvention_line(c.flags for c in m.candidates.values()), style="dim")
-            )
+            lines.append(Text(m.circumvention, style="dim"))
         self.query_one("#activity", Static).update(Text("\n").join(lines))
 
     @on(DataTable.RowHighlighted, "#generations")

@@ -1,14 +1,20 @@
-"""What the run screen shows, as plain data: built from engine events (a live run)
-or from the store (a saved run). No Textual here, so it is easy to test and the
-screen only renders it."""
+"""One run as both front ends show it, as plain data: per-generation rows, candidates
+with their decisions and scores, whole-run totals against the budget caps, what is
+running now, waiting decisions, the circumvention rate and the event log.
+
+Built incrementally from engine events (:meth:`RunModel.apply`, a live run) or from
+the store (:meth:`RunModel.load`, a saved run); the same run gives the same model
+either way. Events name their generation and candidate in typed fields.
+"""
 
 from __future__ import annotations
 
-import math
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stop_tui.engine.audit import circumvention_line
+from stop_tui.engine.config import RunConfig
 from stop_tui.engine.events import (
     ApprovalDecided,
     ApprovalRequested,
@@ -26,35 +32,11 @@ from stop_tui.engine.events import (
     RunPaused,
     RunStarted,
     SafetyFlagged,
+    StepCommitted,
 )
 from stop_tui.store.records import StepInfo, StepRecord
-
-_GEN = re.compile(r"^g(\d+)(?:/c(\d+))?")
-
-
-def generation_of(context: str) -> tuple[int | None, int | None]:
-    """(generation, candidate index) from an LM/evaluation context label like
-    ``g2/c1/t0`` or ``g1/meta``."""
-    m = _GEN.match(context)
-    if not m:
-        return None, None
-    return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def fmt_cost(value: float | None, known: bool = True) -> str:
-    if not known or value is None:
-        return "?"
-    return f"${value:.4f}" if value < 1 else f"${value:.2f}"
-
-
-def model_label(model: str) -> str:
-    if model == "demo":
-        return "demo (scripted, offline — not a language model)"
-    return model
+from stop_tui.store.store import RunStore
+from stop_tui.view.text import fmt, model_label
 
 
 @dataclass
@@ -134,6 +116,19 @@ class RunModel:
     best_meta_utility: float | None = None
     log: list[LogLine] = field(default_factory=list)
 
+    @classmethod
+    def of_config(cls, config: RunConfig) -> RunModel:
+        """A run about to start: what its configuration says, before any event."""
+        return cls(
+            run_id=config.run_id,
+            task=config.task,
+            model=config.model,
+            generations=config.generations,
+            max_calls=config.max_calls,
+            max_tokens=config.max_tokens,
+            max_cost=config.max_cost,
+        )
+
     # ------------------------------------------------------------------ helpers
 
     def row(self, generation: int) -> GenerationRow:
@@ -167,9 +162,24 @@ class RunModel:
     def add_log(self, at: float, text: str, style: str = "") -> None:
         self.log.append(LogLine(at, text, style))
 
+    def count_lm(self, generation: int | None, tokens: int, cost: float | None) -> None:
+        """One answered language-model call, in the totals and its generation's row."""
+        for counts in (self, self.row(generation)) if generation is not None else (self,):
+            counts.lm_calls += 1
+            counts.tokens += tokens
+            if cost is None:
+                counts.cost_known = False
+            else:
+                counts.cost += cost
+
     @property
     def in_flight_total(self) -> int:
         return sum(self.in_flight.values())
+
+    @property
+    def circumvention(self) -> str:
+        """The paper's sandbox-circumvention rate over this run's candidates."""
+        return circumvention_line(c.flags for c in self.candidates.values())
 
     @property
     def finished(self) -> bool:
@@ -309,24 +319,19 @@ class RunModel:
                 self.in_flight[event.context] = left
             else:
                 self.in_flight.pop(event.context, None)
-            tokens = event.prompt_tokens + event.completion_tokens
-            self.lm_calls += 1
-            self.tokens += tokens
-            if event.cost is None:
-                self.cost_known = False
-            else:
-                self.cost += event.cost
-            generation, _ = generation_of(event.context)
-            if generation is not None:
-                row = self.row(generation)
-                row.lm_calls += 1
-                row.tokens += tokens
-                if event.cost is None:
-                    row.cost_known = False
-                else:
-                    row.cost += event.cost
+            self.count_lm(
+                event.generation, event.prompt_tokens + event.completion_tokens, event.cost
+            )
             if event.error:
                 self.add_log(at, f"LM error ({event.context}): {event.error}", "error")
+        elif isinstance(event, StepCommitted):
+            if event.index is None:
+                self.row(event.generation).commit = event.commit
+            else:
+                cand = self.candidate(event.generation, event.index)
+                if event.flags and not cand.flags:
+                    self.row(event.generation).flags += 1  # flagged while it ran
+                cand.flags, cand.commit = event.flags, event.commit
         elif isinstance(event, BudgetExceededEvent):
             if event.budget.startswith("run:"):
                 self.add_log(at, f"run budget reached: {event.message}", "error")
@@ -371,7 +376,31 @@ class RunModel:
 # ---------------------------------------------------------------------- from the store
 
 
-def model_from_store(
+def from_store(store: RunStore, run_id: str) -> RunModel:
+    """A saved run's model, read from the store (blocking: call it in a thread)."""
+    steps = store.list_steps(run_id)
+    records = store.get_records(s.commit for s in steps)
+    config = store.get_config(run_id)
+    state = store.get_state(run_id)
+    transcripts = {s.commit: store.get_transcript(s.commit) for s in steps}
+    best = store.best(run_id)
+    status = state.status if state else "unknown"
+    if status == "running":
+        status = "interrupted"  # nobody is driving it now
+    model = from_records(
+        steps,
+        records,
+        dict(config.settings),
+        status=status,
+        message=state.message if state else "",
+        transcripts=transcripts,
+        best_commit=best.commit if best else None,
+    )
+    model.run_id = run_id
+    return model
+
+
+def from_records(
     steps: list[StepInfo],
     records: list[StepRecord | None],
     settings: dict[str, Any],
@@ -381,7 +410,8 @@ def model_from_store(
     transcripts: dict[str, list[dict[str, Any]]] | None = None,
     best_commit: str | None = None,
 ) -> RunModel:
-    """A saved run as the run screen shows it (no events needed)."""
+    """A saved run from its steps and their records (no events needed). The LM calls
+    in a step's transcript count for that step's generation."""
     model = RunModel(
         run_id=steps[0].run_id if steps else "",
         task=str(settings.get("task", "")),
@@ -409,42 +439,47 @@ def model_from_store(
             row.reason = str(record.extra.get("reason", ""))
             _fill_row(row, record, step.commit)
         elif step.kind == "candidate" and step.candidate is not None:
-            cand = model.candidate(step.generation, step.candidate)
-            cand.summary = record.summary or step.summary
-            cand.flags = tuple(record.flags)
-            cand.commit = step.commit
-            action = record.decision.action if record.decision else "none"
-            cand.decision = "edited" if record.decision and record.decision.edited else action
-            if record.decision:
-                cand.by, cand.reason = record.decision.by, record.decision.reason
-            rejected = action == "rejected"
-            if not rejected:
-                cand.meta_utility = record.meta_utility
-                cand.test_meta_utility = record.test_utility
-                cand.per_test = tuple(t.val for t in record.tests if t.val is not None)
-                cand.done = cand.total = len(cand.per_test)
-            row = model.row(step.generation)
-            row.proposed += 1
-            if rejected:
-                row.rejected += 1
-            elif record.decision is not None:
-                row.approved += 1
-            row.flags += 1 if record.flags else 0
+            _fill_candidate(model, step, record)
         if step.commit == best_commit:
             model.best_generation = step.generation
             model.best_meta_utility = record.meta_utility
     for g, row in model.rows.items():
         if g > 0 and row.parent_meta is None:
             row.parent_meta = model.improver_meta_before(g)
-    for lines in (transcripts or {}).values():
-        for line in lines:
-            _count_lm(model, line)
+    generation_of = {s.commit: s.generation for s in steps}
+    for commit, lines in (transcripts or {}).items():
+        _count_transcript(model, generation_of.get(commit), lines)
     if status not in ("running", "paused"):
         for row in model.rows.values():
             if row.status == "running":
                 row.status = "unfinished"
     model.current = max(model.rows, default=0)
     return model
+
+
+def _fill_candidate(model: RunModel, step: StepInfo, record: StepRecord) -> None:
+    assert step.candidate is not None
+    cand = model.candidate(step.generation, step.candidate)
+    cand.summary = record.summary or step.summary
+    cand.flags = tuple(record.flags)
+    cand.commit = step.commit
+    action = record.decision.action if record.decision else "none"
+    cand.decision = "edited" if record.decision and record.decision.edited else action
+    if record.decision:
+        cand.by, cand.reason = record.decision.by, record.decision.reason
+    rejected = action == "rejected"
+    if not rejected:
+        cand.meta_utility = record.meta_utility
+        cand.test_meta_utility = record.test_utility
+        cand.per_test = tuple(t.val for t in record.tests if t.val is not None)
+        cand.done = cand.total = len(cand.per_test)
+    row = model.row(step.generation)
+    row.proposed += 1
+    if rejected:
+        row.rejected += 1
+    elif record.decision is not None:
+        row.approved += 1
+    row.flags += 1 if record.flags else 0
 
 
 def _fill_row(row: GenerationRow, record: StepRecord, commit: str) -> None:
@@ -456,30 +491,11 @@ def _fill_row(row: GenerationRow, record: StepRecord, commit: str) -> None:
     row.flags += len(record.flags) and 1
 
 
-def _count_lm(model: RunModel, line: dict[str, Any]) -> None:
-    usage = line.get("usage") or {}
-    tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
-    cost = line.get("cost")
-    model.lm_calls += 1
-    model.tokens += tokens
-    if cost is None:
-        model.cost_known = False
-    else:
-        model.cost += float(cost)
-    generation, _ = generation_of(str(line.get("context", "")))
-    if generation is None:
-        return
-    row = model.row(generation)
-    row.lm_calls += 1
-    row.tokens += tokens
-    if cost is None:
-        row.cost_known = False
-    else:
-        row.cost += float(cost)
-
-
-def spread(values: tuple[float, ...]) -> tuple[float, float] | None:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return None
-    return min(finite), max(finite)
+def _count_transcript(
+    model: RunModel, generation: int | None, lines: Iterable[dict[str, Any]]
+) -> None:
+    for line in lines:
+        usage = line.get("usage") or {}
+        tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+        cost = line.get("cost")
+        model.count_lm(generation, tokens, None if cost is None else float(cost))
