@@ -70,6 +70,7 @@ class GenerationFinished(Event):
     test_meta_utility: float | None
     reason: str = ""
     commit: str | None = None
+    flags: tuple[str, ...] = ()  # what the audit and the re-score flagged, as recorded
 
 
 @dataclass(frozen=True, kw_only=True)

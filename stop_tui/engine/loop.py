@@ -423,6 +423,7 @@ class StopRun:
                 test_meta_utility=result.test_meta_utility if result else None,
                 reason=reason,
                 commit=commit,
+                flags=tuple(str(f) for f in flags),
             )
         )
         return next_improver, adopted, result

@@ -295,6 +295,7 @@ class RunModel:
             row.status = "adopted" if event.adopted else "kept"
             row.reason = event.reason
             row.commit = event.commit
+            row.flags += 1 if event.flags else 0
             if event.meta_utility is not None:
                 row.meta_utility = event.meta_utility
                 row.test_meta_utility = event.test_meta_utility
@@ -326,7 +327,9 @@ class RunModel:
                 self.add_log(at, f"LM error ({event.context}): {event.error}", "error")
         elif isinstance(event, StepCommitted):
             if event.index is None:
-                self.row(event.generation).commit = event.commit
+                row = self.row(event.generation)
+                row.commit = event.commit
+                row.flags += 1 if event.flags else 0
             else:
                 cand = self.candidate(event.generation, event.index)
                 if event.flags and not cand.flags:
