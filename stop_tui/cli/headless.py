@@ -78,15 +78,15 @@ class HeadlessView:
             finally:
                 self.progress.start()
             if answer.startswith("a"):
-                request.resolve(Decision(True, human_identity()))
+                request.resolve(Decision.approve(human_identity()))
             elif answer.startswith("g") and request.purpose is Purpose.CANDIDATE:
                 self.run.gate.approve_rest_of_generation(request.generation)
                 request.resolve(
-                    Decision(True, human_identity(), reason="approved the rest of this generation")
+                    Decision.approve(human_identity(), "approved the rest of this generation")
                 )
             else:
                 reason = answer.partition(" ")[2].strip()
-                request.resolve(Decision(False, human_identity(), reason=reason))
+                request.resolve(Decision.reject(human_identity(), reason))
 
     def _prompt(self, candidate: bool) -> str:
         question = "approve [a], reject [r REASON]"

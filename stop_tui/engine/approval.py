@@ -5,7 +5,8 @@ A policy may answer at once (``auto``, ``reject-flagged``, or an
 ``each-generation`` run asking about a candidate); otherwise the request is
 published as an event and waits until a front end calls
 :meth:`ApprovalRequest.resolve`. Whoever answers, the engine sees a
-:class:`Decision` carrying who decided, when, why, and any edited source.
+:class:`Decision` (the one the store records: :mod:`stop_tui.store.records`)
+carrying who decided, when, why, and any edited source.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import getpass
 import itertools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from stop_tui.store.records import Decision
+
+__all__ = ["ApprovalRequest", "Decision", "Gate", "Policy", "Purpose", "human_identity"]
 
 
 class Policy(StrEnum):
@@ -30,35 +34,6 @@ class Policy(StrEnum):
 class Purpose(StrEnum):
     CANDIDATE = "candidate"  # a generated improver about to be scored by the meta-utility
     ADOPTION = "adoption"  # a returned improver about to become the next generation's improver
-
-
-@dataclass(frozen=True)
-class Decision:
-    approved: bool
-    by: str
-    at: float = field(default_factory=time.time)
-    reason: str = ""
-    edited_source: str | None = None
-
-    @property
-    def edited(self) -> bool:
-        return self.edited_source is not None
-
-    @property
-    def label(self) -> str:
-        if not self.approved:
-            return "rejected"
-        return "edited" if self.edited else "approved"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "approved": self.approved,
-            "by": self.by,
-            "at": self.at,
-            "reason": self.reason,
-            "edited": self.edited,
-            "label": self.label,
-        }
 
 
 _ids = itertools.count(1)
@@ -95,13 +70,13 @@ class ApprovalRequest:
             future.set_result(decision)
 
     def approve(self, by: str | None = None, reason: str = "") -> None:
-        self.resolve(Decision(True, by or human_identity(), reason=reason))
+        self.resolve(Decision.approve(by or human_identity(), reason))
 
     def reject(self, reason: str = "", by: str | None = None) -> None:
-        self.resolve(Decision(False, by or human_identity(), reason=reason))
+        self.resolve(Decision.reject(by or human_identity(), reason))
 
     def approve_edited(self, source: str, by: str | None = None, reason: str = "") -> None:
-        self.resolve(Decision(True, by or human_identity(), reason=reason, edited_source=source))
+        self.resolve(Decision.approve(by or human_identity(), reason, edited_source=source))
 
 
 def human_identity() -> str:
@@ -139,15 +114,15 @@ class Gate:
     def automatic(self, request: ApprovalRequest) -> Decision | None:
         """The policy's own answer, or None when a person must decide."""
         if self.policy is Policy.AUTO:
-            return Decision(True, "policy:auto")
+            return Decision.approve("policy:auto")
         if self.policy is Policy.REJECT_FLAGGED:
             if request.flags:
-                return Decision(False, "policy:reject-flagged", reason="; ".join(request.flags))
-            return Decision(True, "policy:reject-flagged")
+                return Decision.reject("policy:reject-flagged", "; ".join(request.flags))
+            return Decision.approve("policy:reject-flagged")
         if self.policy is Policy.EACH_GENERATION and request.purpose is Purpose.CANDIDATE:
-            return Decision(True, "policy:each-generation")
+            return Decision.approve("policy:each-generation")
         if request.purpose is Purpose.CANDIDATE and request.generation in self._approve_rest:
-            return Decision(True, human_identity(), reason="approved the rest of this generation")
+            return Decision.approve(human_identity(), "approved the rest of this generation")
         return None
 
     async def ask(self, request: ApprovalRequest) -> Decision:

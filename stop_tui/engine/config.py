@@ -7,17 +7,12 @@ paper's single letters only appear in comments).
 from __future__ import annotations
 
 import dataclasses
-import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from stop_tui.engine.approval import Policy
 from stop_tui.errors import UserError
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+from stop_tui.store.store import new_run_id
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ tests).
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 from collections.abc import Callable
@@ -83,10 +82,6 @@ class PriorCandidate:
 
 def _hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
-def _iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Recorder(Protocol):
@@ -225,12 +220,7 @@ class StoreRecorder:
     def _record(
         self, generation: int, kind: str, index: int | None, step: StepResult
     ) -> store_records.StepRecord:
-        decision = None
-        if step.decision is not None:
-            d = step.decision
-            decision = store_records.Decision(
-                action=d.label, by=d.by, at=_iso(d.at), reason=d.reason, edited=d.edited
-            )
+        decision = step.decision
         tests = [
             store_records.MetaTestScore(index=k, val=t.val, test=t.test, error=t.error)
             for k, t in enumerate(step.tests)

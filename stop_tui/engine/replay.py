@@ -23,7 +23,8 @@ from stop_tui.errors import UserError
 from stop_tui.lm.replay import ReplayBackend
 from stop_tui.lm.types import Backend
 from stop_tui.sandbox.api import Sandbox
-from stop_tui.store.store import RunStore
+from stop_tui.store.records import now_iso
+from stop_tui.store.store import RunStore, new_run_id
 
 
 @dataclass
@@ -110,10 +111,7 @@ def load_recorded(store: RunStore, run_id: str) -> RecordedRun:
             d = record.decision
             edited_source = store.get_source(commit) if d.edited else None
             decisions[(record.generation, index, purpose)] = Decision(
-                approved=d.action != "rejected",
-                by=f"recorded:{d.by}",
-                reason=d.reason,
-                edited_source=edited_source,
+                d.action, f"recorded:{d.by}", now_iso(), d.reason, d.edited, edited_source
             )
     return RecordedRun(config, seed_improver, transcript, scores, decisions)
 
@@ -140,8 +138,6 @@ async def replay(
     config = recorded.config
     recorder: Recorder
     if to_branch:
-        from stop_tui.engine.config import new_run_id
-
         config = config.replace(run_id=f"{new_run_id()}-replay")
         report.new_run = config.run_id
         recorder = StoreRecorder(store, recorded.seed_improver, command="replay")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from stop_tui.config import Settings, make_run_backend
 from stop_tui.engine.approval import Gate, Policy
-from stop_tui.engine.config import RunConfig, new_run_id
+from stop_tui.engine.config import RunConfig
 from stop_tui.engine.events import EventBus
 from stop_tui.engine.loop import StopRun
 from stop_tui.engine.recorder import StoreRecorder, work_transcript_path
@@ -21,7 +21,7 @@ from stop_tui.errors import UserError
 from stop_tui.lm.types import Backend, ChatRequest, ChatResult
 from stop_tui.paths import improvers_dir
 from stop_tui.sandbox.api import Sandbox
-from stop_tui.store.store import RunStore
+from stop_tui.store.store import RunStore, new_run_id
 from stop_tui.tasks.registry import get_task
 
 

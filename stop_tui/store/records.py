@@ -56,16 +56,36 @@ class RunConfig:
 
 @dataclass
 class Decision:
-    """The approval decision about an improver: who decided what, when and why."""
+    """The approval decision about an improver: who decided what, when and why. The
+    engine's approval gate answers with one; the store records it with the step."""
 
-    action: str  # approved | rejected | auto-approved | pending | kept-previous | ...
+    action: str  # approved | edited | rejected (what the engine writes)
     by: str = ""  # a person's name, or "policy:<name>"
     at: str = ""  # ISO 8601 UTC
     reason: str = ""
     edited: bool = False  # the person edited the source before approving
+    #: The edited source itself, in memory only: the step's commit holds what ran.
+    edited_source: str | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def approve(cls, by: str, reason: str = "", edited_source: str | None = None) -> Decision:
+        edited = edited_source is not None
+        action = "edited" if edited else "approved"
+        return cls(action, by, now_iso(), reason, edited, edited_source)
+
+    @classmethod
+    def reject(cls, by: str, reason: str = "") -> Decision:
+        return cls("rejected", by, now_iso(), reason)
+
+    @property
+    def approved(self) -> bool:
+        """Anything but a rejection lets the improver run."""
+        return self.action != "rejected"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["edited_source"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Decision:
