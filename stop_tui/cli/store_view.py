@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stop_tui.store import WORKSPACE_ENV, RunInfo, RunStore, StepInfo
+from stop_tui.view import text
 
 
 def add_workspace_option(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,8 @@ def short_summary(subject: str) -> str:
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    """A score as the store commands print it (plain ``-`` when there is none)."""
+    return text.fmt(value, digits, missing="-")
 
 
 def runs_table(runs: list[RunInfo]) -> Table:
