@@ -45,8 +45,8 @@ def wait_gone(marker: str, timeout: float = 5.0) -> list[int]:
 
 
 def sandbox_processes(root: str, owner: int | None = None) -> list[int]:
-    """Pids whose command line runs this checkout's sandbox boot code for ``owner``
-    (default: this test process)."""
+    """Pids whose command line runs the sandbox boot code (from ``root`` or a private
+    guest root, see ``layers.guest_root``) for ``owner`` (default: this test process)."""
     tag = f"owner={os.getpid() if owner is None else owner}".encode()
     found = []
     for entry in Path("/proc").iterdir():
@@ -59,7 +59,9 @@ def sandbox_processes(root: str, owner: int | None = None) -> list[int]:
             continue
         if (
             state != "Z"
-            and any(arg.split(b":")[0] == root.encode() for arg in cmdline)
+            and any(
+                arg.split(b":")[0] == root.encode() or b"/stop-tui-guest-" in arg for arg in cmdline
+            )
             and tag in cmdline
             and b"stop_tui.sandbox.guest.zygote" in b" ".join(cmdline)
         ):

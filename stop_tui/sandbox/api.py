@@ -55,7 +55,6 @@ import itertools
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -68,7 +67,7 @@ from typing import Any
 from stop_tui.errors import UserError
 from stop_tui.sandbox import codec, layers
 from stop_tui.sandbox.guest.runner import EXIT_CONFINE, EXIT_MEMORY
-from stop_tui.sandbox.guest.zygote import GO
+from stop_tui.sandbox.guest.zygote import CLEANUP_SECONDS, GO, remove_tree
 
 OUTPUT_KILL_FACTOR = 4
 KILL_GRACE = 5.0  # seconds to wait for the supervisor's status after a kill
@@ -89,12 +88,16 @@ class Limits:
     max_message_bytes: int = 16_000_000  # one channel line, either direction
     max_open_files: int = 64  # RLIMIT_NOFILE
     max_file_bytes: int = 16_000_000  # RLIMIT_FSIZE (files in scratch; not pipes)
+    scratch_mb: int = 64  # the job's private scratch tmpfs: total size (userns layer)
+    scratch_files: int = 4096  # ... and number of inodes (files, directories, FIFOs)
 
     def __post_init__(self) -> None:
         if self.wall_time <= 0 or self.cpu_time <= 0:
             raise UserError("sandbox time limits must be positive", hint="check the limits")
-        if min(self.memory_mb, self.max_processes, self.max_open_files) < 1:
+        if min(self.memory_mb, self.max_processes, self.max_open_files, self.scratch_mb) < 1:
             raise UserError("sandbox limits must be at least 1", hint="check the limits")
+        if self.scratch_files < 16:
+            raise UserError("scratch_files must be at least 16", hint="check the limits")
         if self.max_open_files < 8:
             raise UserError("max_open_files must be at least 8", hint="the runner needs a few")
 
@@ -452,7 +455,7 @@ class Child:
         try:
             status = await asyncio.wait_for(asyncio.shield(self._status), KILL_GRACE)
         except TimeoutError:
-            status = {"error": "the supervisor did not answer; the sandbox was restarted"}
+            status = {"error": "the supervisor did not answer"}
             await self.sandbox._hard_reset(self)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(self._out.done, self._err.done), KILL_GRACE)
@@ -610,6 +613,7 @@ class Sandbox:
                 stderr=None if debug else subprocess.DEVNULL,
                 pass_fds=(zygote_end.fileno(),),
                 env=layers.child_env(),
+                cwd="/",
                 start_new_session=True,
             )
         finally:
@@ -625,14 +629,18 @@ class Sandbox:
             await _reap(proc, 2.0)  # it exits when its socket closes
 
     async def _hard_reset(self, child: Child) -> None:
-        """Last resort when a supervisor does not answer: restart everything it lives in."""
+        """Last resort when a supervisor does not answer: kill what that one job lives in.
+
+        A cold job has its own bubblewrap, killed here. A zygote job shares the
+        zygote with its concurrent jobs, which must not die for it: its
+        supervisor is left to the zygote's end (``close``); the job itself was
+        already sent SIGKILL through its control socket. A supervisor writes its
+        status before any clean-up, so a job cannot bring this about by making
+        clean-up slow.
+        """
         if child._process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child._process.pid, signal.SIGKILL)
-        elif self._zygote is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._zygote.pid, signal.SIGKILL)
-            await self._stop_zygote()
 
     async def close(self) -> None:
         """Kill every child (spares too), stop the zygote, remove host scratch space."""
@@ -642,7 +650,7 @@ class Sandbox:
         await asyncio.gather(*(child.kill() for child in list(self._children)))
         await self._stop_zygote()
         if self._host_scratch is not None:
-            shutil.rmtree(self._host_scratch, ignore_errors=True)
+            remove_tree(self._host_scratch, CLEANUP_SECONDS)
             self._host_scratch = None
 
     # ------------------------------------------------------------------ spawn
@@ -721,7 +729,7 @@ class Sandbox:
             "id": job_id,
             "limits": asdict(limits),
             "scratch_root": self._scratch_root(),
-            "read_paths": list(layers.read_paths()),
+            "read_paths": list(layers.read_paths() if self._bwrap else layers.host_read_paths()),
             "layers": {
                 "landlock": self.report.active("landlock"),
                 "seccomp": self.report.active("seccomp"),
@@ -779,5 +787,6 @@ class Sandbox:
             stderr=err,
             pass_fds=(chan, ctl),
             env=layers.child_env(),
+            cwd="/",
             start_new_session=True,
         )

@@ -25,6 +25,7 @@ separated) or ``Sandbox(disable=...)``.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -32,6 +33,8 @@ import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +143,19 @@ class IsolationReport:
 
 # ------------------------------------------------------------------- host paths
 
+GUEST_PREFIX = "stop-tui-guest-"  # the private guest runtime directory's name starts so
+# The files the guest imports (checked by tests/test_sandbox_sealed.py): copied into
+# a private directory, so that nothing else of stop_tui is on the child's path.
+GUEST_FILES = (
+    "sandbox/codec.py",
+    "sandbox/guest/__init__.py",
+    "sandbox/guest/confine.py",
+    "sandbox/guest/helpers.py",
+    "sandbox/guest/runner.py",
+    "sandbox/guest/zygote.py",
+)
+_STUB = '"""stop-tui guest runtime (a private copy; the rest of stop_tui is not here)."""\n'
+
 
 def package_root() -> Path:
     """The directory that contains the ``stop_tui`` package."""
@@ -163,45 +179,156 @@ def interpreter() -> str:
     return os.path.abspath(sys.executable)
 
 
-def import_roots() -> list[str]:
-    """Directories the guest must have on ``sys.path``: stop_tui's and numpy's
-    (numpy may live in a user site that ``python -I`` leaves out)."""
-    import numpy
-
-    roots = [str(package_root()), str(Path(numpy.__file__).resolve().parent.parent)]
-    return list(dict.fromkeys(roots))
-
-
 @functools.cache
-def read_paths() -> tuple[str, ...]:
-    """Paths the child may read (and execute): bound read-only and allowed by Landlock."""
-    paths: list[str] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+def guest_root() -> str:
+    """A private directory (one per process, removed at exit) holding the guest
+    runtime and nothing else of stop_tui: stub ``__init__`` files, the codec and
+    ``sandbox/guest/``, plus symlinks to numpy (and ``numpy.libs``). It is the
+    only entry the child adds to the standard library's ``sys.path``."""
+    root = tempfile.mkdtemp(prefix=GUEST_PREFIX)
+    atexit.register(shutil.rmtree, root, True)
+    package = Path(stop_tui.__file__).resolve().parent
+    target = Path(root, "stop_tui")
+    for stub in ("__init__.py", "sandbox/__init__.py"):
+        (target / stub).parent.mkdir(parents=True, exist_ok=True)
+        (target / stub).write_text(_STUB)
+    for name in GUEST_FILES:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package / name, target / name)
+    for numpy_dir in _numpy_dirs():
+        os.symlink(numpy_dir, os.path.join(root, os.path.basename(numpy_dir)))
+    for item in sorted(Path(root).rglob("*"), reverse=True):
+        if not item.is_symlink():
+            item.chmod(0o555 if item.is_dir() else 0o444)
+    return root
+
+
+def import_roots() -> list[str]:
+    """Directories the guest puts on ``sys.path`` (besides the standard library)."""
+    return [guest_root()]
+
+
+def _system_paths() -> list[str]:
+    paths = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
     paths += ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime"]
     paths += [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
     for exe in (interpreter(), os.path.realpath(interpreter())):
         paths += [os.path.dirname(os.path.dirname(exe))]
-    paths += _numpy_dirs()
-    # Only what the guest imports: never the rest of stop_tui, and never the
-    # shipped data (a wheel keeps hidden evaluators under stop_tui/_data/).
-    package = package_root() / "stop_tui"
-    paths += [str(package / "__init__.py"), str(package / "sandbox")]
+    return paths
+
+
+def _standard_library() -> list[str]:
+    names = ("stdlib", "platstdlib")
+    dirs = {os.path.realpath(sysconfig.get_paths()[name]) for name in names}
+    for scheme_vars in ({"base": sys.base_prefix, "platbase": sys.base_prefix},):
+        dirs |= {os.path.realpath(sysconfig.get_paths(vars=scheme_vars)[n]) for n in names}
+    return sorted(dirs)
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+@functools.cache
+def hidden_paths() -> tuple[str, ...]:
+    """Directories the child must never see, even where they lie beneath a bound
+    directory: every site-packages and ``sys.path`` entry outside the standard
+    library (a wheel's ``stop_tui/_data`` with the hidden evaluators, an editable
+    install's ``.pth`` and finder, a checkout on ``PYTHONPATH``), stop_tui itself,
+    the working directory and the run workspace."""
+    import site
+
+    stdlib = _standard_library()
+    candidates = [*sys.path, *site.getsitepackages(), site.getusersitepackages()]
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
+        base = {"base": prefix, "platbase": prefix}
+        candidates += [sysconfig.get_paths(vars=base)[n] for n in ("purelib", "platlib")]
+    candidates += [str(package_root()), str(package_root() / "stop_tui"), os.getcwd()]
+    workspace = os.environ.get("STOP_TUI_WORKSPACE")
+    if workspace:
+        candidates.append(workspace)
+    hidden: list[str] = []
+    for raw in candidates:
+        if not raw:
+            continue
+        path = os.path.realpath(raw)
+        if not os.path.isdir(path) or path in stdlib or os.path.basename(path) == "lib-dynload":
+            continue
+        hidden.append(path)
+    return tuple(sorted(set(hidden)))
+
+
+def _masks(roots: Iterable[str], keep: Iterable[str]) -> list[str]:
+    """Hidden directories beneath a bound root that are not needed themselves
+    (never an ancestor of a path the child must reach, e.g. ``/usr``)."""
+    keep = list(keep)
+    return [
+        path
+        for path in hidden_paths()
+        if any(_within(path, root) and path != root for root in roots)
+        and not any(_within(needed, path) for needed in keep)
+    ]
+
+
+@functools.cache
+def read_paths() -> tuple[str, ...]:
+    """Paths the child may read (and execute) inside bubblewrap: bound read-only
+    (the hidden directories beneath them masked by empty tmpfs mounts) and
+    allowed by Landlock."""
+    paths = [*_system_paths(), *_numpy_dirs(), guest_root()]
     paths += ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"]
     return tuple(dict.fromkeys(p for p in paths if os.path.lexists(p)))
+
+
+@functools.cache
+def host_read_paths() -> tuple[str, ...]:
+    """The Landlock read list without bubblewrap (``--unsafe``): the same paths,
+    with every bound directory that holds a hidden one replaced by its entries
+    (recursively), since Landlock can only allow, never carve out."""
+    needed = [interpreter(), os.path.realpath(interpreter()), *_standard_library(), guest_root()]
+    hidden = [path for path in hidden_paths() if not any(_within(n, path) for n in needed)]
+    out: list[str] = _numpy_dirs()
+    todo = list(read_paths())
+    while todo:
+        path = todo.pop()
+        if any(_within(path, h) for h in hidden):
+            continue
+        if not any(_within(h, path) for h in hidden) or not os.path.isdir(path):
+            out.append(path)
+            continue
+        try:
+            todo += [entry.path for entry in os.scandir(path)]
+        except OSError:
+            continue
+    return tuple(sorted(set(out)))
 
 
 def bwrap_argv(scratch_size: int = TMPFS_BYTES) -> list[str]:
     """The bubblewrap command line (without the command to run inside)."""
     argv = ["bwrap", "--die-with-parent", "--unshare-all", "--new-session"]
     argv += ["--hostname", "stop-tui-sandbox"]
-    bound: set[str] = set()
-    for path in read_paths():
-        if path.startswith("/dev/") or path in bound:
+    # Hide what lies beneath the bound directories (site-packages with stop_tui and
+    # its data, a checkout, the workspace) under empty read-only tmpfs mounts, then
+    # bind numpy back where it was (the guest root links to it).
+    roots = [path for path in read_paths() if not path.startswith("/dev/")]
+    needed = [guest_root(), *_standard_library(), interpreter(), os.path.realpath(interpreter())]
+    masks = _masks(roots, needed)
+    bound: list[str] = []
+    for path in roots:
+        if path in bound or any(_within(path, mask) for mask in masks):
             continue
         if os.path.islink(path) and os.path.dirname(path) == "/":
             argv += ["--symlink", os.readlink(path), path]
         else:
             argv += ["--ro-bind", path, path]
-        bound.add(path)
+        bound.append(path)
+    for path in masks:
+        argv += ["--perms", "0555", "--tmpfs", path]
+    for path in _numpy_dirs():
+        if any(_within(path, mask) for mask in masks):
+            argv += ["--ro-bind", path, path]
+    for path in masks:
+        argv += ["--remount-ro", path]
     argv += ["--dev", "/dev", "--proc", "/proc"]
     argv += ["--size", str(scratch_size), "--tmpfs", SCRATCH_IN_SANDBOX]
     argv += ["--chdir", SCRATCH_IN_SANDBOX]
@@ -209,14 +336,16 @@ def bwrap_argv(scratch_size: int = TMPFS_BYTES) -> list[str]:
 
 
 def boot_argv(*args: str) -> list[str]:
-    """The interpreter command line that runs the guest's zygote module."""
+    """The interpreter command line that runs the guest's zygote module: isolated
+    (``-I``), without ``site`` (``-S``: no site-packages, no ``.pth`` files), with
+    only the standard library and the private guest root on ``sys.path``."""
     code = (
         "import os, sys; sys.path[:0] = sys.argv[1].split(os.pathsep); "
         "from stop_tui.sandbox.guest.zygote import main; main(sys.argv[3:])"
     )
     # owner=PID names the stop-tui process a sandbox belongs to (for ps and tests).
     roots = os.pathsep.join(import_roots())
-    return [interpreter(), "-I", "-B", "-c", code, roots, f"owner={os.getpid()}", *args]
+    return [interpreter(), "-I", "-S", "-B", "-c", code, roots, f"owner={os.getpid()}", *args]
 
 
 def child_env() -> dict[str, str]:
@@ -274,11 +403,13 @@ def landlock():
     return False
 
 def userns():
-    if not confine.unshare_pid_namespace():
-        return False
+    scratch = sys.argv[5]
+    confine.enter_job_namespaces(scratch, 1 << 20, 64)
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if os.getpid() == 1 else 1)
+        with open(os.path.join(scratch, "probe"), "w") as f:
+            f.write("x")
+        os._exit(0 if os.getpid() == 1 and os.listdir(scratch) == ["probe"] else 1)
     _, status = os.waitpid(pid, 0)
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
@@ -289,14 +420,23 @@ print(json.dumps(out))
 
 
 def _run_probe(prefix: list[str], checks: list[str], secret: str) -> dict[str, Any] | None:
-    argv = [*prefix, interpreter(), "-I", "-B", "-c", _PROBE_CODE, str(package_root())]
-    argv += [json.dumps(checks), json.dumps(list(read_paths())), secret]
-    try:
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=30, env=child_env(), check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    argv = [*prefix, interpreter(), "-I", "-S", "-B", "-c", _PROBE_CODE, guest_root()]
+    allowed = read_paths() if prefix else host_read_paths()
+    with tempfile.TemporaryDirectory(prefix="stop-tui-probe-") as host_scratch:
+        scratch = SCRATCH_IN_SANDBOX if prefix else host_scratch
+        argv += [json.dumps(checks), json.dumps(list(allowed)), secret, scratch]
+        try:
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=child_env(),
+                cwd="/",
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
     if result.returncode != 0:
         return None
     try:
@@ -365,7 +505,7 @@ def _probe(disabled: frozenset[str]) -> IsolationReport:
 
 
 _DETAILS = {
-    "userns": lambda abi: "each job is pid 1 of its own pid namespace",
+    "userns": lambda abi: "each job: own pid and IPC namespaces, private size-limited tmpfs",
     "landlock": lambda abi: (
         f"ABI {abi}: files"
         + (", TCP" if abi >= 4 else "")
@@ -374,7 +514,7 @@ _DETAILS = {
     "seccomp": lambda abi: f"BPF filter on {platform.machine()}",
 }
 _FAILED = {
-    "userns": lambda abi: "cannot create user + pid namespaces",
+    "userns": lambda abi: "cannot create per-job user, pid, mount, IPC namespaces + tmpfs",
     "landlock": lambda abi: "not supported by this kernel" if abi == 0 else f"ABI {abi} failed",
     "seccomp": lambda abi: f"cannot install a filter on {platform.machine()}",
 }

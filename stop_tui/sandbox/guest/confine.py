@@ -16,7 +16,8 @@ Order, as done by :func:`confine_self`:
    ``fork``/``vfork`` fail with EPERM when processes are not allowed;
    ``clone3`` fails with ENOSYS so glibc falls back to ``clone``; sockets other
    than AF_UNIX, ``kill``/``tgkill`` of other processes, ``ptrace``, mounts,
-   namespaces, module/kexec/bpf/perf/keyring/io_uring calls fail with EPERM.
+   namespaces, module/kexec/bpf/perf/keyring/io_uring calls and System V / POSIX
+   IPC (``shmget``, ``semget``, ``msgget``, ``mq_open``) fail with EPERM.
 
 Each layer reports whether it was applied; the probe in
 :mod:`stop_tui.sandbox.probe` uses the same functions.
@@ -81,7 +82,8 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
         "fspick": 433, "mount_setattr": 442, "kcmp": 312, "mknod": 133, "mknodat": 259,
         "landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
-        "seccomp": 317, "capset": 126,
+        "seccomp": 317, "capset": 126, "shmget": 29, "semget": 64, "msgget": 68,
+        "mq_open": 240,
     },
     "aarch64": {
         "clone": 220, "clone3": 435, "socket": 198, "socketpair": 199, "kill": 129,
@@ -98,7 +100,8 @@ _SYSCALLS: dict[str, dict[str, int]] = {
         "fanotify_init": 262, "open_tree": 428, "move_mount": 429, "fsopen": 430,
         "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442, "kcmp": 272,
         "mknodat": 33, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
-        "landlock_restrict_self": 446, "seccomp": 277, "capset": 91,
+        "landlock_restrict_self": 446, "seccomp": 277, "capset": 91, "shmget": 194,
+        "semget": 190, "msgget": 186, "mq_open": 180,
     },
 }
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -113,7 +116,7 @@ _DENIED = (
     "io_uring_setup", "io_uring_enter", "io_uring_register", "fanotify_init", "open_tree",
     "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "kcmp", "mknod",
     "mknodat", "tkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal",
-    "pidfd_open", "pidfd_getfd",
+    "pidfd_open", "pidfd_getfd", "shmget", "semget", "msgget", "mq_open",
 )
 # fmt: on
 
@@ -158,6 +161,43 @@ def unshare_pid_namespace() -> bool:
     process in the namespace, including ones that called ``setsid()``.
     """
     return LINUX and bool(_libc.unshare(CLONE_NEWUSER | CLONE_NEWPID) == 0)
+
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
+
+
+def enter_job_namespaces(scratch: str, size_bytes: int, inodes: int) -> None:
+    """Give this process (the job's supervisor) and its next child (the job) their
+    own user, pid, mount and IPC namespaces, and mount a private tmpfs of at most
+    ``size_bytes`` and ``inodes`` files on ``scratch``.
+
+    Nothing a job leaves behind outlives its namespaces: System V IPC objects and
+    POSIX message queues belong to the IPC namespace, the scratch files to the
+    tmpfs, which the kernel frees when the supervisor exits (no directory walk
+    that a hostile tree could stall). Raises ConfineError when the host refuses.
+    """
+    uid, gid = os.geteuid(), os.getegid()
+    flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC
+    _check(_libc.unshare(flags) if LINUX else -1, "unshare(user, pid, mount, ipc)")
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{uid} {uid} 1"),
+        ("gid_map", f"{gid} {gid} 1"),
+    ):
+        fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+    _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount(private)")
+    options = f"size={int(size_bytes)},nr_inodes={int(inodes)},mode=0700".encode()
+    _check(
+        _libc.mount(b"tmpfs", scratch.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options),
+        "mount(scratch tmpfs)",
+    )
 
 
 # --------------------------------------------------------------------- rlimits

@@ -22,8 +22,9 @@ control socket, just before it sends the job's payload: a *spare* job (forked
 and confined ahead of time, waiting for a payload it has not been sent) has
 run nothing untrusted and may wait indefinitely; it still dies when the
 parent closes the control socket or dies. After the job is reaped it writes one JSON status line (exit
-code or signal, CPU seconds) on the control socket and removes the job's
-scratch directory.
+code or signal, CPU seconds) on the control socket, and only then lets the job's
+scratch go (its private tmpfs dies with the supervisor's mount namespace; without
+per-job namespaces a bounded :func:`remove_tree`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import gc
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -49,6 +49,7 @@ BACKSTOP_GRACE = 5.0  # seconds past the wall limit before the supervisor kills 
 GO = b"g"  # control byte: the job's payload follows, start the backstop clock
 PROCESS_POLL = 0.005  # seconds between process counts when a job may fork
 POLL_FALLBACK = 0.01  # seconds between checks for the job's end without pidfds
+CLEANUP_SECONDS = 10.0  # most time spent removing a job's scratch directory (no userns)
 
 
 def _child_env(scratch: str) -> dict[str, str]:
@@ -109,15 +110,29 @@ def _job(spec: dict[str, Any], scratch: str, fds: tuple[int, int, int], alive_r:
 
 
 def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> NoReturn:
-    """Run one job under supervision and report its end on ``ctl``. Never returns."""
+    """Run one job under supervision and report its end on ``ctl``. Never returns.
+
+    With per-job namespaces (the ``userns`` layer) the job's scratch is a private
+    tmpfs (size and inode limits from the spec) mounted on the scratch root in
+    the job's own mount namespace, and its IPC namespace is its own: the kernel
+    drops both when this process exits, after the status is written. Without
+    them (``--unsafe``) the scratch is a subdirectory, removed after the status
+    is written by :func:`remove_tree` (bounded in time, never recursive).
+    """
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     confine.become_subreaper()  # without a pid namespace, orphans still come back to us
-    scratch = os.path.join(spec["scratch_root"], spec["id"])
+    private = bool(spec["layers"].get("pidns"))
+    limits = spec["limits"]
+    scratch = spec["scratch_root"] if private else os.path.join(spec["scratch_root"], spec["id"])
     status: dict[str, Any] = {}
+    made = False
     try:
-        os.mkdir(scratch, 0o700)
-        if spec["layers"].get("pidns") and not confine.unshare_pid_namespace():
-            raise OSError("could not create the job's pid namespace")
+        if private:
+            size = int(limits.get("scratch_mb", 64)) * 1024 * 1024
+            confine.enter_job_namespaces(scratch, size, int(limits.get("scratch_files", 4096)))
+        else:
+            os.mkdir(scratch, 0o700)
+            made = True
         alive_r, alive_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -127,15 +142,76 @@ def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> 
         os.close(alive_r)
         for fd in (chan, out, err):
             os.close(fd)
-        backstop = float(spec["limits"]["wall_time"]) + BACKSTOP_GRACE
-        status = _watch(pid, ctl, backstop, int(spec["limits"]["max_processes"]))
+        backstop = float(limits["wall_time"]) + BACKSTOP_GRACE
+        status = _watch(pid, ctl, backstop, int(limits["max_processes"]))
     except BaseException as exc:
         status = {"error": f"supervisor: {exc!r}"}
-    shutil.rmtree(scratch, ignore_errors=True)
     try:
-        os.write(ctl, json.dumps(status).encode() + b"\n")
+        os.write(ctl, json.dumps(status).encode() + b"\n")  # first: clean-up never delays it
+        os.close(ctl)
+        if made:
+            remove_tree(scratch, CLEANUP_SECONDS)
     finally:
         os._exit(0)
+
+
+def remove_tree(root: str, seconds: float) -> bool:
+    """Remove the directory ``root`` and everything in it, giving up after ``seconds``.
+
+    Never recursive and never deeper than two levels: every subdirectory met is
+    renamed up to ``root`` first, so a tree of any depth costs no stack and two
+    open descriptors. Directories without permissions are opened up first;
+    FIFOs, sockets and symlinks are unlinked, never opened or followed.
+    Returns True when ``root`` is gone.
+    """
+    deadline = time.monotonic() + seconds
+    try:
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return not os.path.lexists(root)
+    moved = 0
+    todo: list[str | None] = [None]  # None: root itself; else a name directly in root
+    try:
+        while todo:
+            name = todo.pop()
+            try:
+                fd = top if name is None else os.open(name, _DIR_FLAGS, dir_fd=top)
+            except OSError:
+                continue
+            try:
+                for entry in list(os.scandir(fd)):
+                    if time.monotonic() > deadline:
+                        return False
+                    if not entry.is_dir(follow_symlinks=False):
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.name, dir_fd=fd)
+                        continue
+                    with contextlib.suppress(OSError):
+                        os.chmod(entry.name, 0o700, dir_fd=fd)
+                    if name is None:
+                        todo.append(entry.name)
+                        continue
+                    moved += 1
+                    new = f".stop-tui-rm-{moved}"
+                    with contextlib.suppress(OSError):
+                        os.rename(entry.name, new, src_dir_fd=fd, dst_dir_fd=top)
+                        todo.append(new)
+            except OSError:
+                pass
+            finally:
+                if fd != top:
+                    os.close(fd)
+            if name is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+    with contextlib.suppress(OSError):
+        os.rmdir(root)
+    return not os.path.lexists(root)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
 def count_processes(root: int, limit: int) -> int:
