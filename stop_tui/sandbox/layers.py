@@ -262,12 +262,13 @@ def _masks(roots: Iterable[str], keep: Iterable[str]) -> list[str]:
     """Hidden directories beneath a bound root that are not needed themselves
     (never an ancestor of a path the child must reach, e.g. ``/usr``)."""
     keep = list(keep)
-    return [
+    masks = [
         path
         for path in hidden_paths()
         if any(_within(path, root) and path != root for root in roots)
         and not any(_within(needed, path) for needed in keep)
     ]
+    return [path for path in masks if not any(_within(path, m) and path != m for m in masks)]
 
 
 @functools.cache
