@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
     not probe().full, reason="the full isolation stack is not available"
 )
 
-IPC = r'''
+IPC = r"""
 import ctypes, errno, os, socket
 libc = ctypes.CDLL(None, use_errno=True)
 KEY = 0x5709
@@ -95,7 +95,7 @@ def find(sock_path):
 
 def attack(op, arg=None):
     return make() if op == "make" else find(arg)
-'''
+"""
 
 FILL = r"""
 import os

@@ -124,7 +124,7 @@ def test_doctor_attacks_all_blocked_by_the_full_stack() -> None:
     data = json.loads(result.stdout)
     attacks = data["sections"][1]
     assert attacks["title"] == "Sandbox attack self-test" and attacks["ok"]
-    assert len(attacks["rows"]) == 7 and all(row["ok"] for row in attacks["rows"])
+    assert len(attacks["rows"]) == 12 and all(row["ok"] for row in attacks["rows"])
 
 
 @full
@@ -134,4 +134,18 @@ def test_doctor_attacks_show_what_gets_through_weaker_isolation() -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)["sections"][1]["rows"]}
     for name in ("fork", "write outside scratch", "read a hidden file", "TCP to 127.0.0.1"):
         assert not rows[name]["ok"] and rows[name]["detail"].startswith("GOT THROUGH")
+    assert not rows["read the tasks' evaluators and seeds"]["ok"]
     assert rows["2 GiB allocation"]["ok"] and rows["50 MiB stdout flood"]["ok"]
+    assert rows["read secrets from the environment"]["ok"]
+
+
+@full
+def test_doctor_attacks_show_jobs_reaching_each_other_without_per_job_namespaces() -> None:
+    result = run_cli("doctor", "--attacks", "--json", disable="userns,seccomp")
+    assert result.returncode == 1
+    rows = {row["name"]: row for row in json.loads(result.stdout)["sections"][1]["rows"]}
+    for name in ("shared memory between two jobs", "fill the scratch other jobs use"):
+        assert not rows[name]["ok"] and rows[name]["detail"].startswith("GOT THROUGH")
+    # Status before clean-up and no zygote reset hold in every mode; bwrap still hides our data.
+    assert rows["stall clean-up to kill other jobs"]["ok"]
+    assert rows["read the tasks' evaluators and seeds"]["ok"]

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CANARY = "canary-7f3a9c-never-in-a-child"
 
 # The hostile solution: its argument is the list of host paths of stop-tui's data.
-SNOOP = r'''
+SNOOP = r"""
 import glob, os, sys
 
 NAMES = {"evaluator.py", "task.toml", "registry.py", "stop.toml", "paths.py", "seed.py"}
@@ -105,10 +105,10 @@ def attack(targets, canary):
     if canary in repr(env):
         out["canary"].append("environment")
     return out
-'''
+"""
 
 # The reward hack: regenerate the hidden test instances and answer with the hidden labels.
-HACK = r'''
+HACK = r"""
 import os, sys
 import numpy as np
 
@@ -134,7 +134,7 @@ def algorithm(train_samples, train_parity, test_samples):
         if np.array_equal(samples, test_samples):
             return labels
     return np.zeros(len(test_samples), dtype=int)  # what a solution that learns nothing does
-'''
+"""
 
 ZEROS = """
 import numpy as np
@@ -142,7 +142,7 @@ def algorithm(train_samples, train_parity, test_samples):
     return np.zeros(len(test_samples), dtype=int)
 """
 
-DRIVER = r'''
+DRIVER = r"""
 import asyncio, json, os, sys, types
 from pathlib import Path
 import stop_tui
@@ -190,7 +190,7 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 
 def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

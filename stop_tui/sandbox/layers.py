@@ -550,5 +550,11 @@ def _report(
         ),
         Attack("setsid orphan outlives the job", by("userns", "seccomp")),
         Attack("outlive the parent", by("bwrap", "limits")),
+        Attack("read stop-tui's evaluators, seeds, config", by("bwrap", "landlock")),
+        Attack("IPC between jobs (SysV, POSIX mq)", by("userns", "seccomp")),
+        Attack("abstract sockets between jobs", ("landlock",) if landlock_signal else ()),
+        Attack("fill the scratch of other jobs", by("userns")),
+        Attack("stall clean-up to kill other jobs", by("limits")),
+        Attack("secrets in the environment", by("limits")),
     )
     return IsolationReport(system=system, layers=layers, landlock_abi=abi, attacks=attacks)

@@ -2,8 +2,10 @@
 
 Used by ``stop-tui doctor --attacks``. Each probe is a mild version of an
 attack (one fork, not a bomb; a write into a temporary directory made for the
-purpose; a connection to our own listener; a signal to our own ``sleep``), so
-running them with weak isolation does no harm; it shows what would get through.
+purpose; a connection to our own listener; a signal to our own ``sleep``;
+reading stop-tui's own task data; shared memory, a full scratch and a tangled
+scratch between two concurrent jobs; a canary in the environment), so running
+them with weak isolation does no harm; it shows what would get through.
 """
 
 from __future__ import annotations
@@ -146,7 +148,177 @@ async def _flood(sandbox: Sandbox, scratch: Path) -> AttackResult:
     return AttackResult("50 MiB stdout flood", limit == "output", _short(reply))
 
 
-ATTACKS = (_fork, _write, _read, _tcp, _kill, _memory, _flood)
+async def _package_data(sandbox: Sandbox, scratch: Path) -> AttackResult:
+    """Read the hidden evaluators and split seeds where this install keeps them, or
+    import the task registry (a wheel keeps them inside the interpreter prefix)."""
+    from stop_tui import paths
+
+    tasks = paths.tasks_dir()
+    targets = [
+        str(tasks),
+        *map(str, tasks.glob("*/evaluator.py")),
+        *map(str, tasks.glob("*/task.toml")),
+    ]
+    reply, _ = await _run(
+        sandbox,
+        """
+        import os, sys
+        def attack(targets, roots):
+            got = []
+            for path in targets:
+                try:
+                    got.append(os.listdir(path) if os.path.isdir(path) else open(path).read(1))
+                except OSError:
+                    pass
+            sys.path[:0] = roots
+            try:
+                from stop_tui.tasks import registry
+                got.append(registry.__file__)
+            except Exception:
+                pass
+            return got
+        """,
+        [targets, [str(tasks.parent), str(Path(paths.PACKAGE_DIR).parent)]],
+    )
+    blocked = reply is not None and reply.get("ok") == []
+    return AttackResult("read the tasks' evaluators and seeds", blocked, _short(reply))
+
+
+_IPC = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def attack(flags):
+    return libc.shmget(0x5709, 4096, flags)  # -1: refused or not found
+"""
+
+
+async def _ipc(sandbox: Sandbox, scratch: Path) -> AttackResult:
+    """One job makes System V shared memory, a concurrent job looks for it."""
+    payload = {"source": textwrap.dedent(_IPC), "entry_point": "attack"}
+    maker = await sandbox.spawn("solution", payload, Limits(wall_time=20))
+    finder = await sandbox.spawn("solution", payload, Limits(wall_time=20))
+    async with maker, finder:
+        for child in (maker, finder):
+            await child.recv(20)
+        made = (await maker.call([0o1000 | 0o666], 15)).message
+        found = (await finder.call([0], 15)).message
+    blocked = found is not None and found.get("ok") == -1
+    return AttackResult("shared memory between two jobs", blocked, f"made {_short(made)}")
+
+
+_FILL = """
+import os
+def attack(op):
+    if op == "work":
+        with open("data", "wb") as f:
+            f.write(bytes(1 << 20))
+        for i in range(50):
+            open(f"n{i}", "w").close()
+        return "worked"
+    made = 0
+    try:
+        while made < 256:
+            with open(f"big{made}", "wb") as f:  # 1 MiB files: under the file size limit
+                f.write(bytes(1 << 20))
+            made += 1
+    except OSError:
+        pass
+    try:
+        for i in range(100000):
+            open(f"f{i}", "w").close()
+    except OSError:
+        pass
+    return made
+"""
+
+
+async def _scratch(sandbox: Sandbox, scratch: Path) -> AttackResult:
+    """A job fills its scratch (bytes, then inodes); a concurrent job must still work."""
+    payload = {"source": textwrap.dedent(_FILL), "entry_point": "attack"}
+    small = Limits(wall_time=60, scratch_mb=16, scratch_files=256)
+    hog = await sandbox.spawn("solution", payload, small)
+    other = await sandbox.spawn("solution", payload, Limits(wall_time=60))
+    async with hog, other:
+        for child in (hog, other):
+            await child.recv(20)
+        filled = (await hog.call(["fill"], 50)).message
+        reply = (await other.call(["work"], 20)).message
+    # Held to its own 16 MiB (without per-job scratch it writes all 256 MiB it tries).
+    contained = filled is not None and isinstance(filled.get("ok"), int) and filled["ok"] < 256
+    blocked = contained and reply is not None and reply.get("ok") == "worked"
+    return AttackResult("fill the scratch other jobs use", blocked, f"{_short(filled)} MiB")
+
+
+_TANGLE = """
+import os
+def attack(op):
+    if op == "sleep":
+        import time
+        time.sleep(1.0)
+        return "awake"
+    os.mkdir("wide")
+    for i in range(2000):
+        open(f"wide/{i}", "w").close()
+    os.mkdir("deep"); os.chdir("deep")
+    for i in range(1000):
+        os.mkdir("d"); os.chdir("d")
+    os.chmod(".", 0)
+    os.chdir(os.environ["HOME"])
+    os.chmod("wide", 0); os.chmod("deep", 0)
+    return "tangled"
+"""
+
+
+async def _cleanup(sandbox: Sandbox, scratch: Path) -> AttackResult:
+    """A job leaves a tree built to stall its clean-up; a concurrent job must live on."""
+    payload = {"source": textwrap.dedent(_TANGLE), "entry_point": "attack"}
+    limits = Limits(wall_time=60)
+    async with await sandbox.spawn("solution", payload, limits) as innocent:
+        bomb = await sandbox.spawn("solution", payload, limits)
+        for child in (innocent, bomb):
+            await child.recv(20)
+        tangled = (await bomb.call(["tangle"], 50)).message
+        sleeping = asyncio.ensure_future(innocent.call(["sleep"], 20))
+        info = await bomb.kill()
+        reply = (await sleeping).message
+    blocked = reply is not None and reply.get("ok") == "awake" and info.error is None
+    return AttackResult("stall clean-up to kill other jobs", blocked, _short(tangled))
+
+
+async def _env(sandbox: Sandbox, scratch: Path) -> AttackResult:
+    """Secrets in the parent's environment (API keys, stop-tui settings)."""
+    canary = "stop-tui-selftest-" + secrets.token_hex(6)
+    names = ("OPENAI_API_KEY", "STOP_TUI_SELFTEST_SECRET")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict.fromkeys(names, canary))
+    try:
+        reply, _ = await _run(
+            sandbox, "import os\ndef attack():\n    return sorted(os.environ.items())\n", []
+        )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    leaked = reply is None or canary in str(reply)
+    return AttackResult("read secrets from the environment", not leaked, "environment scrubbed")
+
+
+ATTACKS = (
+    _fork,
+    _write,
+    _read,
+    _tcp,
+    _kill,
+    _memory,
+    _flood,
+    _package_data,
+    _ipc,
+    _scratch,
+    _cleanup,
+    _env,
+)
 
 
 def _short(reply: dict[str, Any] | None) -> str:
