@@ -184,9 +184,10 @@ def guest_root() -> str:
     """A private directory (one per process, removed at exit) holding the guest
     runtime and nothing else of stop_tui: stub ``__init__`` files, the codec and
     ``sandbox/guest/``, plus symlinks to numpy (and ``numpy.libs``). It is the
-    only entry the child adds to the standard library's ``sys.path``."""
+    only entry the child adds to the standard library's ``sys.path``, bound
+    read-only by bubblewrap (and only readable under Landlock)."""
     root = tempfile.mkdtemp(prefix=GUEST_PREFIX)
-    atexit.register(shutil.rmtree, root, True)
+    atexit.register(_remove_guest_root, root, os.getpid())
     package = Path(stop_tui.__file__).resolve().parent
     target = Path(root, "stop_tui")
     for stub in ("__init__.py", "sandbox/__init__.py"):
@@ -197,10 +198,12 @@ def guest_root() -> str:
         shutil.copyfile(package / name, target / name)
     for numpy_dir in _numpy_dirs():
         os.symlink(numpy_dir, os.path.join(root, os.path.basename(numpy_dir)))
-    for item in sorted(Path(root).rglob("*"), reverse=True):
-        if not item.is_symlink():
-            item.chmod(0o555 if item.is_dir() else 0o444)
     return root
+
+
+def _remove_guest_root(root: str, owner: int) -> None:
+    if os.getpid() == owner:  # not from a forked child that happens to run atexit
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def import_roots() -> list[str]:
