@@ -6,11 +6,16 @@ Layers (all of them together are the *full stack*):
               stdout/stderr, size-checked messages) and rlimits in the child
               (CPU, address space, file size, open files). Always on.
 ``bwrap``     bubblewrap: new user, pid, network, ipc, uts and mount
-              namespaces; only the interpreter, numpy, stop_tui, /usr, /lib*
-              and a few /etc files are bound read-only; a tmpfs for scratch;
-              ``--die-with-parent``.
-``userns``    a fresh user+pid namespace per job: killing the job's pid 1 kills
-              everything it started (also ``setsid()`` orphans).
+              namespaces; only the interpreter prefix, numpy, /usr, /lib*, a
+              few /etc files and a private copy of the guest runtime
+              (:func:`guest_root`) are bound read-only, and every hidden
+              directory beneath them (:func:`hidden_paths`: site-packages with
+              stop_tui and its data, a checkout, cwd, workspace) is masked by
+              an empty read-only tmpfs; ``--die-with-parent``.
+``userns``    fresh user, pid, mount and IPC namespaces per job: killing the
+              job's pid 1 kills everything it started (also ``setsid()``
+              orphans); its scratch is a private tmpfs with size and inode
+              limits, its System V IPC and POSIX message queues its own.
 ``landlock``  file access beneath the read-only paths and the job's scratch
               directory only; TCP bind/connect denied (ABI >= 4); signals and
               abstract unix sockets scoped to the job (ABI >= 6).
