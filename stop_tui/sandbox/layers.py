@@ -31,6 +31,7 @@ separated) or ``Sandbox(disable=...)``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import os
@@ -247,11 +248,14 @@ def hidden_paths() -> tuple[str, ...]:
     import site
 
     stdlib = _standard_library()
-    candidates = [*sys.path, *site.getsitepackages(), site.getusersitepackages()]
+    candidates = [*sys.path, site.getusersitepackages()]
+    candidates += getattr(site, "getsitepackages", list)()  # (old virtualenv's site.py lacks it)
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
         base = {"base": prefix, "platbase": prefix}
         candidates += [sysconfig.get_paths(vars=base)[n] for n in ("purelib", "platlib")]
-    candidates += [str(package_root()), str(package_root() / "stop_tui"), os.getcwd()]
+    candidates += [str(package_root()), str(package_root() / "stop_tui")]
+    with contextlib.suppress(OSError):  # a deleted working directory hides nothing
+        candidates.append(os.getcwd())
     workspace = os.environ.get("STOP_TUI_WORKSPACE")
     if workspace:
         candidates.append(workspace)
