@@ -309,3 +309,39 @@ def test_every_guest_import_is_in_the_private_copy() -> None:
                         module,
                         alias.name,
                     )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"zygote": False}, {"unsafe": True, "disable": ("bwrap",)}],
+    ids=["cold", "landlock-without-bwrap"],
+)
+async def test_the_cold_path_and_landlock_alone_are_sealed_too(options: dict[str, Any]) -> None:
+    """The same snoop from this checkout, through a cold child and (``--unsafe``
+    without bubblewrap) with Landlock's carved read list as the only wall."""
+    from stop_tui import paths
+    from stop_tui.sandbox import Limits, Sandbox
+
+    data = paths.tasks_dir()
+    package = Path(paths.PACKAGE_DIR)
+    site_packages = str(Path(np_file()).parent.parent)
+    targets = [str(data), str(data / "parity_noise" / "evaluator.py"), str(package)]
+    targets += [str(package / "tasks" / "registry.py"), site_packages, str(ROOT)]
+    async with Sandbox(**options) as sandbox:
+        payload = {"source": textwrap.dedent(SNOOP), "entry_point": "attack"}
+        async with await sandbox.spawn("solution", payload, Limits(wall_time=120)) as child:
+            assert await child.recv(60) == {"ready": True}, child.exit_info
+            reply = await child.call([targets, CANARY], timeout=100)
+    assert reply.message is not None and "ok" in reply.message, reply
+    found = reply.message["ok"]
+    for path, value in found["reads"].items():
+        refused = isinstance(value, str) and value.startswith("refused")
+        assert refused or set(value) <= {"numpy", "numpy.libs"}, (path, value)
+    assert not [v for v in found["imports"].values() if v.startswith("imported")], found
+    assert found["found"] == [] and found["canary"] == [], found
+
+
+def np_file() -> str:
+    import numpy
+
+    return str(Path(numpy.__file__).resolve())
