@@ -135,6 +135,10 @@ def classify(char: str) -> str | None:
     return None
 
 
+#: An escape in :func:`visible`'s output (``⟦`` never appears otherwise).
+ESCAPES = re.compile(f"{OPEN}[^{CLOSE}]*{CLOSE}")
+
+
 def escape(char: str) -> str:
     """The visible escape of one character (``⟦ESC⟧``, ``⟦U+E0041⟧``)."""
     return OPEN + NAMES.get(char, f"U+{ord(char):04X}") + CLOSE
@@ -172,6 +176,29 @@ def visible(text: str) -> str:
     if _SAFE.fullmatch(text):
         return text
     return "".join(piece for piece, _ in _pieces(text))
+
+
+_BY_NAME = {name: char for char, name in NAMES.items()}
+
+
+def reveal(shown: str) -> str:
+    """The inverse of :func:`visible`: the text whose visible form is ``shown`` (used when a
+    person edits the visible form, e.g. in the approval modal's editor). Raises
+    ``ValueError`` naming the first ``⟦`` that does not start a known escape."""
+
+    def back(match: re.Match[str]) -> str:
+        name = match.group(0)[1:-1]
+        if name in _BY_NAME:
+            return _BY_NAME[name]
+        if re.fullmatch(r"U\+[0-9A-F]{4,6}", name) and int(name[2:], 16) <= 0x10FFFF:
+            return chr(int(name[2:], 16))
+        raise ValueError(f"unknown escape {match.group(0)!r}")
+
+    blanked = ESCAPES.sub(lambda m: " " * len(m.group(0)), shown)
+    if OPEN in blanked:
+        line = shown.count("\n", 0, blanked.index(OPEN)) + 1
+        raise ValueError(f"a {OPEN} at line {line} starts no escape (write {OPEN}U+27E6{CLOSE})")
+    return ESCAPES.sub(back, shown)
 
 
 #: The style of escapes in :func:`rich_text` (reverse video: they cannot pass for code).
@@ -266,3 +293,49 @@ def hidden_summary(text: str, what: str = "This source") -> str | None:
         f"{what} contains {total} hidden or control {noun}: {parts}. "
         f"Each is shown as a {OPEN}…{CLOSE} escape, never interpreted."
     )
+
+
+def unified(parent: str, source: str, a: str = "parent", b: str = "this improver") -> str:
+    """A unified diff whose lines are split at newlines only (see :func:`split_lines`);
+    untrusted: show it with :func:`rich_diff` or :func:`visible`."""
+    import difflib
+
+    def lines(text: str) -> list[str]:
+        out = split_lines(text)
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        return out
+
+    return "".join(difflib.unified_diff(lines(parent), lines(source), a, b))
+
+
+def rich_diff(
+    diff: str,
+    *,
+    added: str = "green",
+    removed: str = "red",
+    hunk: str = "cyan",
+    header: str = "bold",
+    empty: str = "(no change: the same source as its parent)",
+) -> Text:
+    """A unified diff as a coloured ``Text``, every line through :func:`rich_text`."""
+    from rich.text import Text
+
+    if not diff.strip():
+        return Text(empty, style="dim")
+    out = Text()
+    for line in diff.split("\n"):
+        if line.startswith(("+++", "---")):
+            style = header
+        elif line.startswith("@@"):
+            style = hunk
+        elif line.startswith("+"):
+            style = added
+        elif line.startswith("-"):
+            style = removed
+        else:
+            style = ""
+        out.append_text(rich_text(line, style))
+        out.append("\n")
+    out.rstrip()
+    return out

@@ -13,29 +13,16 @@ from rich.console import Console
 
 from stop_tui.untrusted import (
     CLOSE,
-    NAMES,
     OPEN,
     classify,
     hidden_characters,
     hidden_summary,
+    reveal,
     rich_text,
     split_lines,
     suspicious,
     visible,
 )
-
-_BY_NAME = {name: char for char, name in NAMES.items()}
-
-
-def original(shown: str) -> str:
-    """The inverse of ``visible`` (only the tests need it: it proves the escaping is
-    one-to-one, so no text can pass for another)."""
-
-    def back(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return chr(int(name[2:], 16)) if name.startswith("U+") else _BY_NAME[name]
-
-    return re.sub(f"{OPEN}([^{CLOSE}]+){CLOSE}", back, shown)
 
 
 def is_shown_as_is(char: str) -> bool:
@@ -62,7 +49,7 @@ def test_visible_output_has_no_control_or_invisible_characters(text: str) -> Non
     for char in shown:
         assert char == OPEN or is_shown_as_is(char) or unicodedata.category(char) in ("Mn", "Me")
         assert char == OPEN or classify(char) is None, repr(char)
-    assert original(shown) == text  # one-to-one: the reviewer can always tell what it was
+    assert reveal(shown) == text  # one-to-one: the reviewer can always tell what it was
 
 
 def test_every_code_point_below_0x3000_and_the_specials() -> None:
@@ -72,7 +59,7 @@ def test_every_code_point_below_0x3000_and_the_specials() -> None:
     for code in points:
         char = chr(code)
         shown = visible(f"a{char}b")
-        assert original(shown) == f"a{char}b"
+        assert reveal(shown) == f"a{char}b"
         inner = shown[1:-1]
         if inner == char:
             assert is_shown_as_is(char) or unicodedata.category(char) in ("Mn", "Me"), hex(code)
@@ -130,6 +117,17 @@ def test_markup_is_never_parsed_and_no_control_reaches_the_terminal() -> None:
     assert re.sub(r"\x1b\[[0-9;]*m", "", written) == visible(hostile) + "\n"
     assert "[/]x[bold red]red[/bold red]" in written
     assert "\x07" not in written and "\x1b]" not in written
+
+
+def test_reveal_refuses_a_stray_bracket() -> None:
+    assert reveal("a⟦ESC⟧⟦U+27E6⟧⟦U+E0041⟧") == "a\x1b⟦\U000e0041"
+    for bad in ("x\n⟦", "⟦NOPE⟧", "⟦U+110000⟧", "⟦⟦ESC⟧"):
+        try:
+            reveal(bad)
+        except ValueError as exc:
+            assert "⟦" in str(exc)
+        else:
+            raise AssertionError(bad)
 
 
 def test_split_lines_only_at_newlines() -> None:

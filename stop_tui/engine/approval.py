@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import getpass
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class Policy(StrEnum):
@@ -158,7 +161,20 @@ class Gate:
         self.pending[request.request_id] = request
         try:
             for listener in list(self.listeners):
-                listener(request)
+                try:
+                    listener(request)
+                except Exception as exc:
+                    # A front end that cannot show the request must not leave the engine
+                    # waiting, nor let unseen code run: the request is rejected (fail closed).
+                    log.warning("approval listener failed", exc_info=True)
+                    if request.pending:
+                        request.resolve(
+                            Decision(
+                                False,
+                                "gate",
+                                reason=f"could not be shown for review ({type(exc).__name__})",
+                            )
+                        )
             return await future
         finally:
             self.pending.pop(request.request_id, None)
