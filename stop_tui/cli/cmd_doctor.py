@@ -176,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from stop_tui.untrusted import rich_text
+
     console = Console(highlight=False)
     for section in sections:
         table = Table(
@@ -186,8 +188,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_column("detail")
         for row in section.rows:
             mark = "[green]yes[/green]" if row.ok else "[red]NO[/red]"
-            table.add_row(row.name, mark, row.detail)
+            # details and notes can carry an endpoint's or a child's text: never parsed
+            table.add_row(rich_text(row.name), mark, rich_text(row.detail))
         console.print(table)
         for note in section.notes:
-            console.print(note, markup=False)
+            console.print(rich_text(note))
     return 0 if ok else 1

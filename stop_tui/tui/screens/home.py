@@ -17,6 +17,7 @@ from stop_tui.store.records import RunInfo
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.host import Host, host
 from stop_tui.tui.model import fmt, fmt_cost
+from stop_tui.untrusted import rich_text
 
 
 class HomeScreen(Screen[None]):
@@ -89,7 +90,7 @@ class HomeScreen(Screen[None]):
         ]
         self._columns(table, rows)
         for run, row in zip(runs, rows, strict=True):
-            table.add_row(*row, key=run.run_id)
+            table.add_row(*(rich_text(cell) for cell in row), key=run.run_id)
         if selected is not None and selected in {r.run_id for r in runs}:
             table.move_cursor(row=table.get_row_index(selected))
         hint = self.query_one("#home-hint", Static)

@@ -25,6 +25,7 @@ from stop_tui.tui.charts import CandidateChart, MetaChart, Palette, meter, progr
 from stop_tui.tui.host import Host, host
 from stop_tui.tui.messages import ApprovalNeeded, EngineEvent, RunEnded
 from stop_tui.tui.model import LogLine, RunModel, fmt, fmt_cost, model_from_store, model_label
+from stop_tui.untrusted import rich_text, visible
 
 if TYPE_CHECKING:
     from stop_tui.tui.session import RunSession
@@ -193,14 +194,26 @@ class RunScreen(Screen[None]):
     @on(RunEnded)
     def _run_ended(self, message: RunEnded) -> None:
         if message.error:
-            self.notify(message.error, title="the run failed", severity="error", timeout=15)
+            self.notify(
+                visible(message.error),
+                title="the run failed",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
         elif message.status == "failed":
             why = self.model.message or "see the event log"
-            self.notify(why, title="the run failed", severity="error", timeout=15)
+            self.notify(
+                visible(why), title="the run failed", severity="error", timeout=15, markup=False
+            )
         elif message.status == "finished":
-            self.notify(f"run {self.model.run_id} finished", title="done")
+            self.notify(visible(f"run {self.model.run_id} finished"), title="done", markup=False)
         else:
-            self.notify(f"run {self.model.run_id}: {message.status}", severity="warning")
+            self.notify(
+                visible(f"run {self.model.run_id}: {message.status}"),
+                severity="warning",
+                markup=False,
+            )
         if self.model.status in ("running", "paused", "starting"):
             self.model.status = message.status
         self._dirty = True
@@ -213,7 +226,7 @@ class RunScreen(Screen[None]):
         text = Text()
         if not self.stop_app.snapshot:
             text.append(time.strftime("%H:%M:%S ", time.localtime(line.at)), style="dim")
-        text.append(line.text, style=style)
+        text.append_text(rich_text(line.text, style))
         self.query_one("#log", RichLog).write(text)
 
     # ------------------------------------------------------------------ approvals
@@ -308,7 +321,7 @@ class RunScreen(Screen[None]):
             )
         gens = f"gen {m.current}/{m.generations}" if m.generations else ""
         model = "demo (offline, scripted)" if m.model == "demo" else m.model
-        status.append(f" {gens} · {m.task} · {model}")
+        status.append_text(rich_text(f" {gens} · {m.task} · {model}"))
         self.query_one("#run-status", Static).update(status)
         self.sub_title = m.run_id
 
@@ -360,7 +373,7 @@ class RunScreen(Screen[None]):
         if m.status in ("running", "starting"):
             lines.append(Text(f"generation {m.current}: working", style="bold"))
         else:
-            lines.append(Text(m.status + (f": {m.message}" if m.message else ""), style="bold"))
+            lines.append(rich_text(m.status + (f": {m.message}" if m.message else ""), "bold"))
         if m.in_flight:
             lines.append(Text(f"LM requests in flight: {m.in_flight_total}"))
             for context, n in sorted(m.in_flight.items())[:4]:
