@@ -136,7 +136,7 @@ def classify(char: str) -> str | None:
 
 
 #: An escape in :func:`visible`'s output (``⟦`` never appears otherwise).
-ESCAPES = re.compile(f"{OPEN}[^{CLOSE}]*{CLOSE}")
+ESCAPES = re.compile(f"{OPEN}[A-Z0-9+]{{1,8}}{CLOSE}")
 
 
 def escape(char: str) -> str:
@@ -275,10 +275,14 @@ def group_hidden(text: str) -> dict[str, list[Hidden]]:
     return {kind: groups[kind] for kind in CLASSES if kind in groups}
 
 
-def describe_group(kind: str, items: list[Hidden]) -> str:
-    """``2 bidi control (⟦RLO⟧ ⟦PDF⟧) at lines 3, 12``."""
-    shown = " ".join(dict.fromkeys(item.shown_as for item in items))
-    return f"{len(items)} {kind} ({shown}) at {_lines([item.line for item in items])}"
+def describe_group(kind: str, items: list[Hidden], *, brackets: bool = True) -> str:
+    """``2 bidi controls (⟦RLO⟧ ⟦PDF⟧) at lines 3, 12``; without brackets
+    ``2 bidi controls (RLO, PDF) at lines 3, 12`` (for text that is itself shown through
+    :func:`visible` later, such as audit flags, which would escape the brackets again)."""
+    names = dict.fromkeys(item.shown_as for item in items)
+    shown = " ".join(names) if brackets else ", ".join(name[1:-1] for name in names)
+    noun = kind if len(items) == 1 else kind + "s"
+    return f"{len(items)} {noun} ({shown}) at {_lines([item.line for item in items])}"
 
 
 def hidden_summary(text: str, what: str = "This source") -> str | None:

@@ -156,5 +156,5 @@ def test_suspicious_and_hidden_summary_name_the_classes_and_lines() -> None:
     summary = hidden_summary(source)
     assert summary is not None
     assert summary.startswith("This source contains 6 hidden or control characters")
-    assert "2 bidi control (⟦RLO⟧ ⟦LRI⟧) at line 2" in summary
+    assert "2 bidi controls (⟦RLO⟧ ⟦LRI⟧) at line 2" in summary
     assert hidden_summary("plain\ttext\n") is None

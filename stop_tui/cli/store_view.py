@@ -60,6 +60,16 @@ def runs_table(runs: list[RunInfo]) -> Table:
     return table
 
 
+def flag_codes(flags: list[str] | tuple[str, ...]) -> str:
+    """The flags' categories with their counts, e.g. ``hidden×6, escape`` (the table stays
+    one row a line; ``show RUN GEN`` prints each flag in full)."""
+    counts: dict[str, int] = {}
+    for flag in flags:
+        category = flag.split("/", 1)[0] if "/" in flag else flag.split(":", 1)[0]
+        counts[category] = counts.get(category, 0) + 1
+    return ", ".join(k + (f"×{n}" if n > 1 else "") for k, n in counts.items()) or "-"
+
+
 def steps_table(steps: list[StepInfo], best: str | None) -> Table:
     table = Table(show_lines=False)
     right = ("gen", "cand", "meta-utility", "test")
@@ -82,7 +92,7 @@ def steps_table(steps: list[StepInfo], best: str | None) -> Table:
         cells = (
             str(s.generation), s.kind, "-" if s.candidate is None else str(s.candidate),
             fmt(s.meta_utility), fmt(s.test_utility), mark, s.decision,
-            ", ".join(s.flags) or "-", s.commit[:10], short_summary(s.summary),
+            flag_codes(s.flags), s.commit[:10], short_summary(s.summary),
         )  # fmt: skip
         table.add_row(*(rich_text(cell) for cell in cells))
     return table

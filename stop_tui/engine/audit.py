@@ -22,8 +22,9 @@ and work on sources that do not parse.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from stop_tui.untrusted import describe_group, group_hidden, hidden_summary, visible
@@ -200,8 +201,8 @@ class _Auditor(ast.NodeVisitor):
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and ("/proc" in node.value or "/etc/" in node.value):
-            said = visible(node.value[:40])
-            self.add("escape", "path", f'mentions a system path "{said}"', node)
+            # raw text: flags are untrusted text, sanitised wherever they are shown
+            self.add("escape", "path", f'mentions a system path "{node.value[:40]}"', node)
         self.generic_visit(node)
 
     def visit_Compare(self, node: ast.Compare) -> None:
@@ -238,21 +239,46 @@ def text_flags(source: str) -> list[Flag]:
     """The ``hidden`` and ``reviewer`` flags: from the text itself, parsed or not."""
     flags: list[Flag] = []
     for kind, items in group_hidden(source).items():
-        message = "contains " + describe_group(kind, items) + _HIDDEN_NOTES.get(kind, "")
+        # flags are shown through the sanitiser: name the characters without ⟦…⟧
+        described = describe_group(kind, items, brackets=False)
+        message = "contains " + described + _HIDDEN_NOTES.get(kind, "")
         # the message names every line; the flag's own line would repeat the first
         flags.append(Flag("hidden", HIDDEN_CODES.get(kind, "other"), message))
-    for line_no, said in addressed_to_reviewer(source):
+    for line_no, said in addressed_to_reviewer(source, raw=True):
         flags.append(Flag("reviewer", "addressed", f'says "{said}" to the reviewer', line_no))
     return flags
 
 
-def addressed_to_reviewer(source: str) -> list[tuple[int, str]]:
-    """(line, what it says, made visible) for each match of :data:`REVIEWER_PATTERNS`."""
+def addressed_to_reviewer(source: str, *, raw: bool = False) -> list[tuple[int, str]]:
+    """(line, what it says) for each match of :data:`REVIEWER_PATTERNS`, made visible
+    unless ``raw`` (flags keep the raw text: every display sanitises them)."""
     return [
-        (line_no, visible(match.group(0)))
+        (line_no, match.group(0) if raw else visible(match.group(0)))
         for line_no, line in enumerate(source.split("\n"), 1)
         for match in _REVIEWER_RE.finditer(line)
     ]
+
+
+def display_lines(source: str) -> Callable[[int], int]:
+    """Maps Python's line numbers (lines end at CR LF, CR or LF) to the lines a reviewer
+    sees (lines end at LF only)."""
+    if "\r" not in source:
+        return lambda line: line
+    shown = [0]  # shown[python line] = displayed line
+    display = 1
+    i, n = 0, len(source)
+    shown.append(display)
+    while i < n:
+        char = source[i]
+        if char == "\n" or char == "\r":
+            if char == "\n":
+                display += 1
+            elif i + 1 < n and source[i + 1] == "\n":
+                i += 1
+                display += 1
+            shown.append(display)
+        i += 1
+    return lambda line: shown[line] if 0 < line < len(shown) else line
 
 
 def audit_source(source: str) -> list[Flag]:
@@ -265,7 +291,7 @@ def audit_source(source: str) -> list[Flag]:
         msg = getattr(exc, "msg", str(exc))
         return [
             *text_flags(source),
-            Flag("runtime", "syntax", f"does not parse: {visible(msg)}", line),
+            Flag("runtime", "syntax", f"does not parse: {msg}", line),
         ]
     auditor = _Auditor()
     auditor.visit(tree)
@@ -275,9 +301,16 @@ def audit_source(source: str) -> list[Flag]:
         auditor.flags.append(
             Flag("runtime", "no-entry", "defines no top-level improve_algorithm function")
         )
+    # Python also ends a line at a lone carriage return; the reviewer sees lines split at
+    # newlines only (the CR shown as an escape), so flags name the line the reviewer sees.
+    shown_line = display_lines(source)
+    code_flags = [
+        dataclasses.replace(flag, line=shown_line(flag.line)) if flag.line else flag
+        for flag in auditor.flags
+    ]
     # One flag per (code, line) is enough for a person.
     unique: dict[tuple[str, str, int | None], Flag] = {}
-    for flag in [*text_flags(source), *auditor.flags]:
+    for flag in [*text_flags(source), *code_flags]:
         unique.setdefault((flag.category, flag.code, flag.line), flag)
     return list(unique.values())
 

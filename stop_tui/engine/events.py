@@ -222,6 +222,7 @@ class EventBus:
         self._callbacks: list[Callable[[Event], None]] = []
         self.history: list[Event] = []
         self.failures: list[SubscriberFailed] = []
+        self._logged: set[str] = set()
 
     def on(self, callback: Callable[[Event], None]) -> None:
         self._callbacks.append(callback)
@@ -239,8 +240,16 @@ class EventBus:
                     event_kind=event.kind,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                log.warning(
-                    "event subscriber %s failed on %s", report.subscriber, event.kind, exc_info=True
+                # the first failure of a subscriber with its traceback, later ones briefly
+                first = report.subscriber not in self._logged
+                self._logged.add(report.subscriber)
+                log.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "event subscriber %s failed on %s: %s",
+                    report.subscriber,
+                    event.kind,
+                    report.error,
+                    exc_info=first,
                 )
                 failed.append(report)
         for queue in self._queues:
