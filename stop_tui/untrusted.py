@@ -329,7 +329,7 @@ def rich_diff(
         return Text(empty, style="dim")
     out = Text()
     for line in diff.split("\n"):
-        if line.startswith(("+++", "---")):
+        if line.startswith(("+++", "---", "diff ", "index ")):
             style = header
         elif line.startswith("@@"):
             style = hunk

@@ -391,3 +391,29 @@ async def test_app_notifications_show_error_text_without_markup(tmp_path: Path) 
         await pilot.pause(0.2)
         messages = [n.message for n in app._notifications]
     assert messages == ["the child said: RuntimeError: [/] [bold]boom⟦ESC⟧[2J⟦RLO⟧"]
+
+
+def test_doctor_attacks_checks_the_display_and_catches_a_leak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    from rich.text import Text
+
+    import stop_tui.untrusted
+    from stop_tui.cli.cmd_doctor import display_section
+
+    args = argparse.Namespace(attacks=True)
+    section = display_section(args)
+    assert section.ok and len(section.rows) == 8
+    # A display that prints untrusted text as it is fails the check.
+    monkeypatch.setattr(stop_tui.untrusted, "rich_text", lambda text: Text(text))
+    broken = display_section(args)
+    assert not broken.ok
+    failed = {r.name for r in broken.rows if not r.ok}
+    assert {
+        "escape sequence erases a line",
+        "bidi override (Trojan Source)",
+        "zero-width character",
+        "OSC 52 clipboard write",
+    } <= failed

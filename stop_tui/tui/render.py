@@ -25,7 +25,8 @@ def diff_text(diff: str, P: Palette) -> Text:
 
 def side_by_side(parent: str, source: str, P: Palette) -> RenderableType:
     """Parent on the left, this improver on the right; changed lines coloured."""
-    left, right = parent.split("\n"), source.split("\n")
+    left, right = parent.split("\n"), source.split("\n")  # lines end at newlines only
+    left, right = left[: len(left) - (left[-1] == "")], right[: len(right) - (right[-1] == "")]
     table = Table(box=None, expand=True, show_header=True, header_style="bold", pad_edge=False)
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("parent", ratio=1, overflow="fold")
