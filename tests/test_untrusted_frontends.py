@@ -417,3 +417,32 @@ def test_doctor_attacks_checks_the_display_and_catches_a_leak(
         "zero-width character",
         "OSC 52 clipboard write",
     } <= failed
+
+
+def test_the_bus_isolates_each_subscriber_and_reports_failures_once() -> None:
+    from stop_tui.engine.events import GenerationStarted
+
+    bus = EventBus()
+    before: list[Event] = []
+    after: list[Event] = []
+    bus.on(before.append)
+    bus.on(lambda event: (_ for _ in ()).throw(MarkupError("[/] \x1b[2J")))
+    bus.on(after.append)
+    bus.publish(GenerationStarted(run_id="r", generation=1))  # never raises
+    bus.publish(GenerationStarted(run_id="r", generation=2))
+    kinds = [e.kind for e in after]
+    # each event, then the report of the failure on it; no report about a report
+    assert kinds == ["generation_started", "subscriber_failed"] * 2
+    assert before == after and len(bus.failures) == 2
+    assert bus.failures[0].event_kind == "generation_started"
+    assert bus.failures[0].error == "MarkupError: [/] \x1b[2J"  # raw; every display sanitises
+
+
+async def test_a_front_end_that_cannot_show_a_request_gets_it_rejected() -> None:
+    def broken(request: ApprovalRequest) -> None:
+        raise MarkupError("closing tag '[/]' has nothing to close")
+
+    gate = Gate(Policy.EVERY_CANDIDATE, on_request=broken)
+    decision = await asyncio.wait_for(gate.ask(hostile_request()), timeout=30)
+    assert not decision.approved and decision.by == "gate"
+    assert "could not be shown for review (MarkupError)" in decision.reason

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from stop_tui.untrusted import visible
+
 log = logging.getLogger(__name__)
 
 
@@ -166,7 +168,10 @@ class Gate:
                 except Exception as exc:
                     # A front end that cannot show the request must not leave the engine
                     # waiting, nor let unseen code run: the request is rejected (fail closed).
-                    log.warning("approval listener failed", exc_info=True)
+                    log.warning(
+                        "approval listener failed: %s", visible(f"{type(exc).__name__}: {exc}")
+                    )
+                    log.debug("traceback of the failure above", exc_info=True)
                     if request.pending:
                         request.resolve(
                             Decision(

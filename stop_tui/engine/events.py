@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from stop_tui.untrusted import visible
+
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
@@ -240,7 +242,8 @@ class EventBus:
                     event_kind=event.kind,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                # the first failure of a subscriber with its traceback, later ones briefly
+                # once per subscriber as a warning (the error made visible: it may quote
+                # untrusted text), every time with the traceback at debug level
                 first = report.subscriber not in self._logged
                 self._logged.add(report.subscriber)
                 log.log(
@@ -248,9 +251,9 @@ class EventBus:
                     "event subscriber %s failed on %s: %s",
                     report.subscriber,
                     event.kind,
-                    report.error,
-                    exc_info=first,
+                    visible(report.error),
                 )
+                log.debug("traceback of the failure above", exc_info=True)
                 failed.append(report)
         for queue in self._queues:
             queue.put_nowait(event)

@@ -17,7 +17,7 @@ from stop_tui.store.records import RunInfo
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.host import Host, host
 from stop_tui.tui.model import fmt, fmt_cost
-from stop_tui.untrusted import rich_text
+from stop_tui.untrusted import rich_text, visible
 
 
 class HomeScreen(Screen[None]):
@@ -101,8 +101,10 @@ class HomeScreen(Screen[None]):
         ]
         if waiting:
             hint.update(
-                " · ".join(f"⚑ run {rid}: {n} decision(s) waiting" for rid, n in waiting)
-                + " — select it and press o, then a"
+                rich_text(
+                    " · ".join(f"⚑ run {rid}: {n} decision(s) waiting" for rid, n in waiting)
+                    + " — select it and press o, then a"
+                )
             )
         elif runs:
             hint.update(
@@ -169,7 +171,9 @@ class HomeScreen(Screen[None]):
         except Exception as exc:
             self.stop_app.error(exc, "export failed")
             return
-        self.notify(f"exported the scores of {run_id} to {target}", title="export")
+        self.notify(
+            visible(f"exported the scores of {run_id} to {target}"), title="export", markup=False
+        )
 
 
 def export_path(workspace: Path, run_id: str, format: str) -> Path:
