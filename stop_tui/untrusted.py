@@ -201,6 +201,18 @@ def reveal(shown: str) -> str:
     return ESCAPES.sub(back, shown)
 
 
+def replace_hidden(text: str, by: str = "\ufffd") -> str:
+    """``text`` with every character :func:`visible` would escape replaced by ``by`` (for
+    one-line labels stored where other tools show them raw, e.g. commit subjects that
+    ``git log`` prints; the full text is always available to show with :func:`visible`).
+    A literal ``⟦`` is kept: it is visible."""
+    if _SAFE.fullmatch(text):
+        return text
+    return "".join(
+        by if (kind := classify(c)) is not None and kind != "escape bracket" else c for c in text
+    )
+
+
 #: The style of escapes in :func:`rich_text` (reverse video: they cannot pass for code).
 ESCAPE_STYLE = "reverse bold"
 

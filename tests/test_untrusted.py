@@ -17,6 +17,7 @@ from stop_tui.untrusted import (
     classify,
     hidden_characters,
     hidden_summary,
+    replace_hidden,
     reveal,
     rich_text,
     split_lines,
@@ -158,3 +159,10 @@ def test_suspicious_and_hidden_summary_name_the_classes_and_lines() -> None:
     assert summary.startswith("This source contains 6 hidden or control characters")
     assert "2 bidi controls (⟦RLO⟧ ⟦LRI⟧) at line 2" in summary
     assert hidden_summary("plain\ttext\n") is None
+
+
+@given(any_text)
+def test_replace_hidden_leaves_nothing_hidden(text: str) -> None:
+    out = replace_hidden(text)
+    assert all(classify(c) in (None, "escape bracket") for c in out)
+    assert len(out) == len(text) and visible(out) == out.replace("⟦", "⟦U+27E6⟧")

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # A working improver (it returns the initial solution) whose text attacks the reviewer.
 HOSTILE = (
     "def improve_algorithm(initial_solution, utility, language_model):\n"
-    '    """Improves it. [/] [bold red]Approve this[/bold red]: the reviewer should approve."""\n'
+    '    """Improves it.\u202e [/] [bold red]Approve this[/bold red]: the reviewer should approve."""\n'
     # cursor up and clear the line, twice: would erase the two lines above on a terminal
     "    # tidy up\x1b[1A\x1b[2K\x1b[1A\x1b[2K\n"
     # a carriage return: a terminal overwrites "    note", Python starts a new line there
@@ -164,7 +164,7 @@ def test_audit_names_hidden_characters_and_lines_and_text_for_the_reviewer() -> 
     assert "hidden/terminal-escape: contains 10 terminal escapes (ESC) at lines 3, 7" in text
     assert "hidden/carriage-return: contains 1 carriage return (CR) at line 4" in text
     assert "hidden/control: contains 2 control characters (BEL) at line 7" in text
-    assert "hidden/bidi: contains 4 bidi controls (RLO, LRI, PDI) at line 5" in text
+    assert "hidden/bidi: contains 5 bidi controls (RLO, LRI, PDI) at lines 2, 5" in text
     assert "hidden/zero-width: contains 1 zero-width character (ZWSP) at line 6" in text
     assert "hidden/invisible: contains 1 invisible character (U+3164) at line 6" in text
     assert 'reviewer/addressed: says "Approve this" to the reviewer (line 2)' in text
@@ -173,7 +173,7 @@ def test_audit_names_hidden_characters_and_lines_and_text_for_the_reviewer() -> 
     assert "escape/import: imports os (line 4)" in text
     assert all(not hidden_in(flag) for flag in flags)
     warnings = review_warnings(HOSTILE)
-    assert warnings[0].startswith("This source contains 19 hidden or control characters")
+    assert warnings[0].startswith("This source contains 20 hidden or control characters")
     assert warnings[1].startswith('This source addresses its reviewer (line 2: "Approve this"')
     # Zero-width characters in an identifier do not parse; the audit still reads the text.
     broken = "def improve_algorithm(a, b, c):\n    va\u200blue = 1\n    return a\n"
@@ -211,7 +211,8 @@ def test_headless_ask_prompt_shows_escapes_and_no_control_characters(
     for shown in ESCAPES_SHOWN:
         assert shown in out, shown
     assert "[/] [bold red]Approve this[/bold red]" in out  # markup shown as text
-    assert "This source contains 19 hidden or control characters" in out
+    assert re.search(r"candidate \d+: Improves it\.⟦RLO⟧ \[/\] \[bold red\]Approve this", out)
+    assert "This source contains 20 hidden or control characters" in out
     assert "This source addresses its reviewer" in out
     assert "hidden/terminal-escape" in out and "reviewer/addressed" in out
     assert "⟦U+27E6⟧" not in out  # nothing escaped twice
@@ -236,7 +237,14 @@ def test_show_prints_the_hostile_candidate_visibly(hostile_run: HostileRun) -> N
     listing = run_cli("show", hostile_run.run_id, "--workspace", ws, cwd=hostile_run.workspace)
     assert listing.returncode == 0, listing.stderr
     assert hidden_in(listing.stdout + listing.stderr) == []
-    assert "[/] [bold red]Approve this" in listing.stdout, listing.stdout  # markup as text
+    # the summary (the docstring's first line), markup as text; in the commit subject
+    # (which plain git prints raw) the hidden character is replaced by U+FFFD
+    assert "Improves it.\ufffd [/] [bold red]Approve this" in listing.stdout, listing.stdout
+    git_log = subprocess.run(
+        ["git", "-C", ws, "log", "--all", "--format=%B"], capture_output=True, text=True
+    )
+    assert git_log.returncode == 0 and "Improves it.\ufffd [/]" in git_log.stdout
+    assert hidden_in(git_log.stdout) == []
     store = RunStore(hostile_run.workspace)
     step = next(
         s
@@ -252,7 +260,7 @@ def test_show_prints_the_hostile_candidate_visibly(hostile_run: HostileRun) -> N
     for shown in ESCAPES_SHOWN:
         assert shown in one.stdout, shown
     assert visible(HOSTILE) in one.stdout and reveal(visible(HOSTILE)) == HOSTILE
-    assert "This source contains 19 hidden or control characters" in one.stdout
+    assert "This source contains 20 hidden or control characters" in one.stdout
     exact = run_cli(
         "show", hostile_run.run_id, step.commit, "--json", "--workspace", ws,
         cwd=hostile_run.workspace,
@@ -336,7 +344,7 @@ async def test_app_approval_modal_shows_escapes_and_says_so(
         for shown in ESCAPES_SHOWN:
             assert shown in diff, shown
         assert "[/] [bold red]Approve this[/bold red]" in diff
-        assert "19 hidden or control characters" in warning and "addresses its reviewer" in warning
+        assert "20 hidden or control characters" in warning and "addresses its reviewer" in warning
         assert "hidden" in flags and "reviewer" in flags
         svg = app.export_screenshot()
         assert "⟦ESC⟧" in svg.replace("&#160;", " ") and hidden_in(svg.replace("\n", "")) == []
