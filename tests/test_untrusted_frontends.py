@@ -454,3 +454,61 @@ async def test_a_front_end_that_cannot_show_a_request_gets_it_rejected() -> None
     decision = await asyncio.wait_for(gate.ask(hostile_request()), timeout=30)
     assert not decision.approved and decision.by == "gate"
     assert "could not be shown for review (MarkupError)" in decision.reason
+
+
+async def test_app_improver_screen_shows_the_hostile_candidate_visibly(
+    hostile_run: HostileRun,
+) -> None:
+    from textual.widgets import Static
+
+    from stop_tui.tui.app import StopApp
+    from stop_tui.tui.screens.improver import ImproverScreen
+    from tests.tui_support import settings_for
+
+    store = RunStore(hostile_run.workspace)
+    step = next(
+        s
+        for s in store.list_steps(hostile_run.run_id)
+        if s.kind == "candidate" and store.get_source(s.commit) == HOSTILE
+    )
+    app = StopApp(settings_for(hostile_run.workspace), snapshot=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.open_improver(hostile_run.run_id, commit=step.commit)
+        await wait_until(pilot, lambda: isinstance(app.screen, ImproverScreen) and app.screen.data)
+        screen = app.screen
+        assert isinstance(screen, ImproverScreen)
+
+        def rendered(selector: str) -> str:
+            out = io.StringIO()
+            Console(file=out, width=200, force_terminal=False).print(
+                screen.query_one(selector, Static).content
+            )
+            return out.getvalue()
+
+        source, diff, audit, head = (
+            rendered(s) for s in ("#imp-source", "#imp-diff", "#imp-audit", "#imp-head")
+        )
+        for text in (source, diff, audit, head):
+            assert hidden_in(text) == [], text
+        for shown in ESCAPES_SHOWN:
+            assert shown in source and shown in diff, shown
+        assert "20 hidden or control characters" in audit
+        assert "Improves it.⟦RLO⟧ [/] [bold red]Approve this" in head
+        await pilot.press("s")  # side by side
+        await pilot.pause(0.2)
+        side = rendered("#imp-diff")
+        assert hidden_in(side) == [] and "⟦ESC⟧[1A" in side and "⟦CR⟧" in side
+        # the adopted step carries the generation's transcript: the model's answers
+        adopted = next(s for s in store.list_steps(hostile_run.run_id) if s.kind == "adopted")
+        app.open_improver(hostile_run.run_id, commit=adopted.commit)
+        await wait_until(pilot, lambda: app.screen is not screen and app.screen.data)
+        screen = app.screen
+        transcript = rendered("#imp-transcript")
+        assert hidden_in(transcript) == [] and "⟦ESC⟧[1A⟦ESC⟧[2K" in transcript
+        assert "[/] [bold red]Approve this[/bold red]" in transcript
+
+
+async def wait_until(pilot: Any, condition: Any, limit: float = 60.0) -> None:
+    from tests.tui_support import wait_for
+
+    await wait_for(pilot, condition, "the screen", limit=limit)
