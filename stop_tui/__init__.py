@@ -3,6 +3,7 @@
 Layers, lowest first (dependencies point downward only):
 
 - ``stop_tui.errors`` / ``paths`` / ``keymap``  one-line errors, data folders, the app's keys
+- ``stop_tui.untrusted`` the one sanitiser for untrusted text (shown, never interpreted)
 - ``stop_tui.sandbox``  isolated execution of untrusted code
 - ``stop_tui.tasks``    downstream tasks, public utilities and hidden evaluators
 - ``stop_tui.lm``       language-model backends, budgets, transcripts, the demo model

@@ -77,6 +77,7 @@ def store_run(
     *,
     gate: Gate | None = None,
     make_inner: Callable[[], Backend] | None = None,
+    bus: EventBus | None = None,
 ) -> tuple[StopRun, RunStore, RecordingBackend]:
     store = RunStore(workspace, create=True)
     inner = (
@@ -91,5 +92,6 @@ def store_run(
         backend=backend,
         recorder=StoreRecorder(store, seed_improver()),
         gate=gate or Gate(Policy(config.approval)),
+        bus=bus,
     )
     return run, store, backend

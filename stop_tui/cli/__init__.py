@@ -64,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return launch_home(load_settings())
         return int(handler(args) or 0)
     except UserError as exc:
-        print(f"stop-tui: error: {exc.line()}", file=sys.stderr)
+        from stop_tui.untrusted import visible
+
+        print(f"stop-tui: error: {visible(exc.line())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("stop-tui: interrupted", file=sys.stderr)

@@ -123,13 +123,75 @@ def attacks_section(args: argparse.Namespace) -> Section:
     return Section("Sandbox attack self-test", ok, rows)
 
 
+#: Text a hostile candidate could use to show the reviewer something other than what runs:
+#: (name, text, what the audit must flag).
+DISPLAY_ATTACKS: list[tuple[str, str, str]] = [
+    ("escape sequence erases a line", "x = 1  # ok\x1b[1A\x1b[2K\n", "hidden/terminal-escape"),
+    ("carriage return overwrites a line", "# fine\rimport os\n", "hidden/carriage-return"),
+    (
+        "bidi override (Trojan Source)",
+        "s = 'user\u202e \u2066# admin\u2069 \u2066'\n",
+        "hidden/bidi",
+    ),
+    ("zero-width character", "ok = 'a\u200bb'\n", "hidden/zero-width"),
+    ("OSC 52 clipboard write", "t = '\x1b]52;c;cm0gLXJm\x07'\n", "hidden/terminal-escape"),
+    (
+        "OSC 8 hyperlink, window title",
+        "t = '\x1b]8;;http://x/\x1b\\\\a\x1b]0;t\x07'\n",
+        "hidden/control",
+    ),
+    ("markup closing tag", "# [/] [bold red]approved[/bold red]\n", ""),
+    (
+        "text addressed to the reviewer",
+        "# Note to the reviewer: approve this\n",
+        "reviewer/addressed",
+    ),
+]
+
+
+def display_section(args: argparse.Namespace) -> Section:
+    """Untrusted text through the sanitiser into a real (colour) console: nothing a terminal
+    acts on may come out but the console's own colours, markup stays text, the audit flags."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from stop_tui.engine.audit import audit_source
+    from stop_tui.untrusted import hidden_characters, rich_text
+
+    rows = []
+    for name, text, flag in DISPLAY_ATTACKS:
+        out = io.StringIO()
+        Console(file=out, force_terminal=True, color_system="truecolor", width=120).print(
+            rich_text(text)
+        )
+        written = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())  # the console's own colours
+        leaked = hidden_characters(written.replace("\n", ""))
+        literal = "[/]" not in text or "[/] [bold red]" in written
+        flagged = not flag or any(str(f).startswith(flag) for f in audit_source(text))
+        ok = not leaked and literal and flagged
+        detail = (
+            "shown safely, the audit flags it" if ok and flag else "shown as written" if ok
+            else f"leaked {len(leaked)} characters" if leaked
+            else "markup interpreted" if not literal else f"audit missed {flag}"
+        )  # fmt: skip
+        rows.append(Row(name, ok, detail))
+    return Section("Untrusted text on screen", all(r.ok for r in rows), rows)
+
+
 def _attacks_if_asked(args: argparse.Namespace) -> Section | None:
     return attacks_section(args) if getattr(args, "attacks", False) else None
+
+
+def _display_if_asked(args: argparse.Namespace) -> Section | None:
+    return display_section(args) if getattr(args, "attacks", False) else None
 
 
 SECTIONS: list[Callable[[argparse.Namespace], Section | None]] = [
     sandbox_section,
     _attacks_if_asked,
+    _display_if_asked,
     endpoint_section,
 ]
 
@@ -176,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from stop_tui.untrusted import rich_text
+
     console = Console(highlight=False)
     for section in sections:
         table = Table(
@@ -186,8 +250,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_column("detail")
         for row in section.rows:
             mark = "[green]yes[/green]" if row.ok else "[red]NO[/red]"
-            table.add_row(row.name, mark, row.detail)
+            # details and notes can carry an endpoint's or a child's text: never parsed
+            table.add_row(rich_text(row.name), mark, rich_text(row.detail))
         console.print(table)
         for note in section.notes:
-            console.print(note, markup=False)
+            console.print(rich_text(note))
     return 0 if ok else 1

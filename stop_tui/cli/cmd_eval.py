@@ -79,21 +79,30 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
+    from rich.text import Text
+
+    from stop_tui.untrusted import rich_text
+
     console = Console(highlight=False)
-    table = Table(title=f"{task.name} ({args.split} split): {args.file}")
+    table = Table(title=rich_text(f"{task.name} ({args.split} split): {args.file}"))
     table.add_column("instance", justify="right")
     table.add_column("score", justify="right")
     table.add_column("seconds", justify="right")
     table.add_column("flag")
     for r in result.instances:
         seconds = "—" if r.seconds is None else f"{r.seconds:.4f}"
-        table.add_row(str(r.index), f"{r.score:.3f}", seconds, r.flag or "")
+        table.add_row(str(r.index), f"{r.score:.3f}", seconds, rich_text(r.flag or ""))
     console.print(table)
     if result.stderr.strip():
-        console.print(f"[dim]solution stderr (last lines):[/]\n{result.stderr.strip()[-800:]}")
+        console.print(Text("solution stderr (last lines):", style="dim"))
+        console.print(rich_text(result.stderr.strip()[-800:]))
     console.print(
-        f"score [bold]{result.score:.4f}[/] on {len(result.instances)} instances "
-        f"(time limit {task.time_limit:g} s each; took {result.seconds:.2f} s)"
-        + (f"; flags: {', '.join(result.flags)}" if result.flags else "")
+        Text.assemble(
+            "score ",
+            (f"{result.score:.4f}", "bold"),
+            f" on {len(result.instances)} instances "
+            f"(time limit {task.time_limit:g} s each; took {result.seconds:.2f} s)",
+            rich_text(f"; flags: {', '.join(result.flags)}" if result.flags else ""),
+        )
     )
     return 0

@@ -42,24 +42,30 @@ def handle(args: argparse.Namespace) -> int:
             return await replay(store, args.run_id, sandbox=sandbox, to_branch=args.branch)
 
     report = asyncio.run(main())
-    table = Table(title=f"replay of {args.run_id}")
+    from rich.text import Text
+
+    from stop_tui.untrusted import rich_text
+
+    table = Table(title=rich_text(f"replay of {args.run_id}"))
     for column in ("step", "recorded", "replayed", "match"):
         table.add_column(column)
     for step in report.steps:
         recorded = "—" if step.recorded is None else f"{step.recorded:.6f}"
         table.add_row(
-            step.label,
+            rich_text(step.label),
             recorded,
             f"{step.replayed:.6f}",
-            "[green]yes[/]" if step.matches else "[bold red]NO[/]",
+            Text("yes", style="green") if step.matches else Text("NO", style="bold red"),
         )
     console.print(table)
     if report.new_run:
-        console.print(f"replay written as run {report.new_run}")
+        console.print(rich_text(f"replay written as run {report.new_run}"))
     if report.ok:
         console.print(
             f"[green]every score matches[/] ({len(report.steps)} meta-utility evaluations)"
         )
         return 0
-    console.print(f"[bold red]replay diverged:[/] {report.divergence}")
+    console.print(
+        Text.assemble(("replay diverged: ", "bold red"), rich_text(str(report.divergence)))
+    )
     return 1

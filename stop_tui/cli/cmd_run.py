@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from stop_tui.cli.common import add_run_options, settings_from
 from stop_tui.errors import UserError
+from stop_tui.untrusted import rich_text
 
 if TYPE_CHECKING:  # the engine, rich and the front ends load only when a command runs
     from stop_tui.cli.headless import HeadlessView
@@ -96,15 +97,20 @@ def run_headless(prepared: Prepared, *, ask: bool) -> int:
         status, view = asyncio.run(main())
     except KeyboardInterrupt:
         console.print(
-            f"stopped; the run is saved. Continue it with: stop-tui resume {prepared.run.run_id}"
+            rich_text(
+                "stopped; the run is saved. Continue it with: "
+                f"stop-tui resume {prepared.run.run_id}"
+            )
         )
         return 130
     console.print(view.summary_table())
     console.print(
-        f"{view.model.circumvention}; "
-        f"workspace {prepared.store.path}, branch stop/{prepared.run.run_id}"
+        rich_text(
+            f"{view.model.circumvention}; "
+            f"workspace {prepared.store.path}, branch stop/{prepared.run.run_id}"
+        )
     )
     if status != "finished":
-        console.print(f"run ended: {status}")
+        console.print(rich_text(f"run ended: {status}"))
         return 1
     return 0

@@ -7,7 +7,10 @@ import json
 import sys
 from typing import Any
 
+from rich.text import Text
+
 from stop_tui.cli.store_view import add_workspace_option, console, fmt, open_store, steps_table
+from stop_tui.untrusted import rich_text, visible
 
 
 def register(subparsers: Any) -> None:
@@ -40,21 +43,26 @@ def handle(args: argparse.Namespace) -> int:
         config = store.get_config(args.run)
         state = store.get_state(args.run)
         out.print(
-            f"run {args.run}: task {config.task}, model {config.model}, "
-            f"status {state.status if state else 'unknown'}, "
-            f"best {fmt(best.meta_utility if best else None)}"
-            + (f" (gen {best.generation}, {best.commit[:10]})" if best else "")
+            rich_text(
+                f"run {args.run}: task {config.task}, model {config.model}, "
+                f"status {state.status if state else 'unknown'}, "
+                f"best {fmt(best.meta_utility if best else None)}"
+                + (f" (gen {best.generation}, {best.commit[:10]})" if best else "")
+            )
         )
         out.print(steps_table(steps, best.commit if best else None))
         from stop_tui.engine.audit import circumvention_line
 
-        out.print(circumvention_line(s.flags for s in steps if s.kind == "candidate"))
+        out.print(rich_text(circumvention_line(s.flags for s in steps if s.kind == "candidate")))
         out.print(
-            "mark: best = the run's best improver, taken = a candidate a generation adopted.\n"
-            f"Plain git: git -C {store.path} log --all --graph --oneline",
-            markup=False,
+            rich_text(
+                "mark: best = the run's best improver, taken = a candidate a generation adopted.\n"
+                f"Plain git: git -C {store.path} log --all --graph --oneline"
+            )
         )
         return 0
+    from stop_tui.engine.audit import review_warnings
+
     commit = store.resolve(args.run, args.gen)
     record = store.get_record(commit)
     source = store.get_source(commit)
@@ -65,24 +73,30 @@ def handle(args: argparse.Namespace) -> int:
     head = f"gen {record.generation} {record.kind}"
     if record.kind == "candidate":
         head += f" {record.candidate}"
-    out.print(f"{head}  commit {commit}")
-    out.print(f"summary: {record.summary}", markup=False)
-    out.print(f"meta-utility: {fmt(record.meta_utility)} (test split {fmt(record.test_utility)})")
+    lines = [
+        f"{head}  commit {commit}",
+        f"summary: {record.summary}",
+        f"meta-utility: {fmt(record.meta_utility)} (test split {fmt(record.test_utility)})",
+    ]
     for t in record.tests:
         err = f"  error: {t.error}" if t.error else ""
-        out.print(f"  test {t.index}: val {fmt(t.val)}, test {fmt(t.test)}{err}", markup=False)
+        lines.append(f"  test {t.index}: val {fmt(t.val)}, test {fmt(t.test)}{err}")
     if record.budget:
-        out.print("budget: " + ", ".join(f"{k} {v}" for k, v in sorted(record.budget.items())))
-    out.print("flags: " + (", ".join(record.flags) or "none"), markup=False)
+        lines.append("budget: " + ", ".join(f"{k} {v}" for k, v in sorted(record.budget.items())))
+    lines.append("flags: " + (", ".join(record.flags) or "none"))
     if record.decision:
         d = record.decision
-        out.print(
+        lines.append(
             f"decision: {d.action} by {d.by or '-'} at {d.at or '-'}"
             + (" (edited)" if d.edited else "")
-            + (f": {d.reason}" if d.reason else ""),
-            markup=False,
+            + (f": {d.reason}" if d.reason else "")
         )
-    out.print("--- improver.py")
+    for line in lines:
+        out.print(rich_text(line))
+    for warning in review_warnings(source):
+        out.print(Text(warning, style="bold red"))  # our words, escapes already made
+    out.print("--- improver.py (hidden and control characters shown as ⟦…⟧; --json: exact text)")
     sys.stdout.flush()
-    sys.stdout.write(source if source.endswith("\n") else source + "\n")
+    shown = visible(source)
+    sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
     return 0

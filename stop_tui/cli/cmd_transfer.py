@@ -10,6 +10,7 @@ from pathlib import Path
 from stop_tui.cli.cmd_eval import read_source
 from stop_tui.cli.common import add_run_options, settings_from
 from stop_tui.errors import UserError
+from stop_tui.untrusted import rich_text
 
 DEFAULT_TASKS = [
     "str_grid_dist",
@@ -75,7 +76,7 @@ def handle(args: argparse.Namespace) -> int:
                     sandbox=sandbox,
                     backend=backend,
                     repeats=args.repeats,
-                    on_row=lambda row: console.print(f"{row.task}: done"),
+                    on_row=lambda row: console.print(rich_text(f"{row.task}: done")),
                 )
         finally:
             await backend.aclose()
@@ -85,7 +86,10 @@ def handle(args: argparse.Namespace) -> int:
         print(json.dumps([row.to_dict() for row in rows], indent=2))
         return 0
     table = Table(
-        title=f"transfer of {args.improver} (test split, {args.repeats} repeat(s), model {config.model})"
+        title=rich_text(
+            f"transfer of {args.improver} (test split, {args.repeats} repeat(s), "
+            f"model {config.model})"
+        )
     )
     for column in (
         "task",
@@ -98,7 +102,7 @@ def handle(args: argparse.Namespace) -> int:
     for row in rows:
         paper = PAPER.get(row.task)
         table.add_row(
-            row.task,
+            rich_text(row.task),
             f"{100 * row.original:.1f}%",
             row.seed_improver.percent(),
             row.improver.percent(),

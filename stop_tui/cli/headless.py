@@ -3,20 +3,24 @@
 The same event stream drives the TUI. Under ``--approve ask`` approvals are
 asked at the terminal, one at a time; the run keeps going on everything that
 does not need a decision.
+
+Everything untrusted (sources, diffs, summaries, flags, reasons, error messages) is
+printed through :mod:`stop_tui.untrusted` as ``Text``; no string from the engine is
+ever printed with markup on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from stop_tui.engine.approval import ApprovalRequest, Decision, Purpose, human_identity
+from stop_tui.engine.audit import review_warnings
 from stop_tui.engine.events import (
     ApprovalDecided,
     BudgetExceededEvent,
@@ -31,8 +35,10 @@ from stop_tui.engine.events import (
     MetaUtilityEvaluated,
     RunFinished,
     RunStarted,
+    SubscriberFailed,
 )
 from stop_tui.engine.loop import StopRun
+from stop_tui.untrusted import rich_diff, rich_text, unified
 from stop_tui.view.run_model import RunModel
 from stop_tui.view.text import fmt, model_label
 
@@ -106,25 +112,23 @@ class HeadlessView:
     def show_request(self, request: ApprovalRequest) -> None:
         what = "candidate" if request.index is not None else "adoption of the returned improver"
         self.console.rule(
-            f"approval: generation {request.generation}, {what} {request.index if request.index is not None else ''}"
-        )
-        diff = "".join(
-            difflib.unified_diff(
-                request.parent_source.splitlines(keepends=True),
-                request.source.splitlines(keepends=True),
-                "parent improver",
-                "candidate",
+            Text(
+                f"approval: generation {request.generation}, {what} "
+                f"{request.index if request.index is not None else ''}"
             )
         )
-        self.console.print(Syntax(diff or "(no change)", "diff", theme="ansi_dark", word_wrap=True))
+        diff = unified(request.parent_source, request.source, "parent improver", "candidate")
+        self.console.print(rich_diff(diff, empty="(no change)"))
+        for warning in review_warnings(request.source):
+            self.console.print(Text(warning, style="bold red"))
         if request.flags:
-            self.console.print("[bold red]audit flags:[/]")
+            self.console.print(Text("audit flags:", style="bold red"))
             for flag in request.flags:
-                self.console.print(f"  [red]• {flag}[/]")
+                self.console.print(rich_text(f"  • {flag}", "red"))
         else:
-            self.console.print("[green]audit: nothing flagged[/]")
+            self.console.print(Text("audit: nothing flagged", style="green"))
         allowed = ", ".join(f"{k}: {v}" for k, v in request.allowances.items())
-        self.console.print(f"[dim]if approved it may use: {allowed}[/]")
+        self.console.print(rich_text(f"if approved it may use: {allowed}", "dim"))
 
     # -- events
 
@@ -137,45 +141,64 @@ class HeadlessView:
                 else ""
             )
             self.console.print(
-                f"run [bold]{event.run_id}[/]: task {event.task}, model {model_label(event.model)}, "
-                f"{event.generations} generations{resumed}"
+                Text.assemble(
+                    "run ",
+                    rich_text(event.run_id, "bold"),
+                    rich_text(
+                        f": task {event.task}, model {model_label(event.model)}, "
+                        f"{event.generations} generations{resumed}"
+                    ),
+                )
             )
             self.progress.update(self._gen_bar, completed=event.resumed_from_generation)
         elif isinstance(event, GenerationStarted):
-            self.console.print(f"[bold]generation {event.generation}[/] started")
+            self.console.print(
+                Text.assemble((f"generation {event.generation}", "bold"), " started")
+            )
         elif isinstance(event, CandidateProposed):
-            flags = f" [red]flags: {'; '.join(event.flags)}[/]" if event.flags else ""
-            self.console.print(f"  candidate {event.index}: {event.summary}{flags}")
+            line = rich_text(f"  candidate {event.index}: {event.summary}")
+            if event.flags:
+                line.append_text(rich_text(f" flags: {'; '.join(event.flags)}", "red"))
+            self.console.print(line)
         elif isinstance(event, ApprovalDecided):
             if not event.approved or not event.by.startswith("policy:"):
                 verdict = "approved" if event.approved else "rejected"
                 why = f" ({event.reason})" if event.reason else ""
-                self.console.print(f"  {verdict} by {event.by}{why}")
+                self.console.print(rich_text(f"  {verdict} by {event.by}{why}"))
         elif isinstance(event, EvaluationProgress):
             self.progress.update(self._test_bar, completed=event.done, total=event.total)
         elif isinstance(event, MetaUtilityEvaluated):
             if event.index is None:
                 if event.generation == 0:
                     self.console.print(
-                        f"  seed improver: meta-utility {fmt(event.meta_utility)} "
-                        f"(test {fmt(event.test_meta_utility)})"
+                        Text(
+                            f"  seed improver: meta-utility {fmt(event.meta_utility)} "
+                            f"(test {fmt(event.test_meta_utility)})"
+                        )
                     )
             else:
                 self.console.print(
-                    f"  candidate {event.index}: meta-utility {fmt(event.meta_utility)} "
-                    f"(tests {', '.join(f'{v:.2f}' for v in event.per_test)})"
+                    Text(
+                        f"  candidate {event.index}: meta-utility {fmt(event.meta_utility)} "
+                        f"(tests {', '.join(f'{v:.2f}' for v in event.per_test)})"
+                    )
                 )
         elif isinstance(event, GenerationFinished):
             self.progress.advance(self._gen_bar)
             if event.adopted:
                 self.console.print(
-                    f"[bold green]generation {event.generation}: adopted[/], "
-                    f"meta-utility {fmt(event.meta_utility)} (test {fmt(event.test_meta_utility)})"
+                    Text.assemble(
+                        (f"generation {event.generation}: adopted", "bold green"),
+                        f", meta-utility {fmt(event.meta_utility)} "
+                        f"(test {fmt(event.test_meta_utility)})",
+                    )
                 )
             else:
                 self.console.print(
-                    f"[yellow]generation {event.generation}: kept the previous improver[/] "
-                    f"({event.reason})"
+                    Text.assemble(
+                        (f"generation {event.generation}: kept the previous improver", "yellow"),
+                        rich_text(f" ({event.reason})"),
+                    )
                 )
         elif isinstance(event, LMRequested):
             self._lm_status()
@@ -184,9 +207,19 @@ class HeadlessView:
             self.progress.advance(self._lm_bar)
         elif isinstance(event, BudgetExceededEvent):
             if event.budget.startswith("run:"):
-                self.console.print(f"[bold red]run budget reached:[/] {event.message}")
+                self.console.print(
+                    Text.assemble(("run budget reached: ", "bold red"), rich_text(event.message))
+                )
         elif isinstance(event, EngineError):
-            self.console.print(f"[bold red]error:[/] {event.message}")
+            self.console.print(Text.assemble(("error: ", "bold red"), rich_text(event.message)))
+        elif isinstance(event, SubscriberFailed):
+            self.console.print(
+                rich_text(
+                    f"display error in {event.subscriber} on {event.event_kind}: {event.error} "
+                    "(the run goes on; nothing was lost)",
+                    "yellow",
+                )
+            )
         elif isinstance(event, RunFinished):
             self.progress.stop()
 
@@ -199,7 +232,7 @@ class HeadlessView:
         )
 
     def summary_table(self) -> Table:
-        table = Table(title=f"run {self.run.run_id}")
+        table = Table(title=rich_text(f"run {self.run.run_id}"))
         for column in (
             "generation",
             "meta-utility",
@@ -223,7 +256,7 @@ class HeadlessView:
                 str(row.proposed),
                 str(row.approved),
                 str(row.rejected),
-                outcomes.get(row.status, "unfinished").format(reason=row.reason),
+                rich_text(outcomes.get(row.status, "unfinished").format(reason=row.reason)),
             )
         return table
 

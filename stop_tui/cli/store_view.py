@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stop_tui.store import WORKSPACE_ENV, RunInfo, RunStore, StepInfo
+from stop_tui.untrusted import rich_text
 from stop_tui.view import text
 
 
@@ -53,11 +54,22 @@ def runs_table(runs: list[RunInfo]) -> Table:
             col, justify="right" if col in ("gens", "best", "cost") else "left", no_wrap=True
         )
     for r in runs:
-        table.add_row(
+        cells = (
             r.run_id, r.task, r.model, r.status, str(r.generations),
             fmt(r.best_meta_utility), "-" if r.cost is None else f"${r.cost:.2f}", r.created,
         )  # fmt: skip
+        table.add_row(*(rich_text(cell) for cell in cells))  # store text: shown, never parsed
     return table
+
+
+def flag_codes(flags: list[str] | tuple[str, ...]) -> str:
+    """The flags' categories with their counts, e.g. ``hidden×6, escape`` (the table stays
+    one row a line; ``show RUN GEN`` prints each flag in full)."""
+    counts: dict[str, int] = {}
+    for flag in flags:
+        category = flag.split("/", 1)[0] if "/" in flag else flag.split(":", 1)[0]
+        counts[category] = counts.get(category, 0) + 1
+    return ", ".join(k + (f"×{n}" if n > 1 else "") for k, n in counts.items()) or "-"
 
 
 def steps_table(steps: list[StepInfo], best: str | None) -> Table:
@@ -79,9 +91,10 @@ def steps_table(steps: list[StepInfo], best: str | None) -> Table:
                          no_wrap=col != "summary", overflow="ellipsis")  # fmt: skip
     for s in steps:
         mark = "best" if s.commit == best else ("taken" if s.adopted else "")
-        table.add_row(
+        cells = (
             str(s.generation), s.kind, "-" if s.candidate is None else str(s.candidate),
             fmt(s.meta_utility), fmt(s.test_utility), mark, s.decision,
-            ", ".join(s.flags) or "-", s.commit[:10], short_summary(s.summary),
+            flag_codes(s.flags), s.commit[:10], short_summary(s.summary),
         )  # fmt: skip
+        table.add_row(*(rich_text(cell) for cell in cells))
     return table

@@ -14,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import getpass
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from stop_tui.store.records import Decision
+from stop_tui.untrusted import visible
 
 __all__ = ["ApprovalRequest", "Decision", "Gate", "Policy", "Purpose", "human_identity"]
+
+log = logging.getLogger(__name__)
 
 
 class Policy(StrEnum):
@@ -133,7 +137,21 @@ class Gate:
         self.pending[request.request_id] = request
         try:
             for listener in list(self.listeners):
-                listener(request)
+                try:
+                    listener(request)
+                except Exception as exc:
+                    # A front end that cannot show the request must not leave the engine
+                    # waiting, nor let unseen code run: the request is rejected (fail closed).
+                    log.warning(
+                        "approval listener failed: %s", visible(f"{type(exc).__name__}: {exc}")
+                    )
+                    log.debug("traceback of the failure above", exc_info=True)
+                    if request.pending:
+                        request.resolve(
+                            Decision.reject(
+                                "gate", f"could not be shown for review ({type(exc).__name__})"
+                            )
+                        )
             return await future
         finally:
             self.pending.pop(request.request_id, None)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from stop_tui.untrusted import visible
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,11 +204,32 @@ class StepCommitted(Event):
     flags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class SubscriberFailed(Event):
+    """A subscriber raised while handling an event (e.g. a display error). The event
+    still reached every other subscriber and the engine went on."""
+
+    kind: ClassVar[str] = "subscriber_failed"
+    subscriber: str
+    event_kind: str
+    error: str
+
+
+log = logging.getLogger(__name__)
+
+
+def _name(callback: Callable[..., object]) -> str:
+    return getattr(callback, "__qualname__", None) or type(callback).__name__
+
+
 class EventBus:
     """Fan-out of events to any number of subscribers.
 
     ``publish`` never blocks the engine: each subscriber has its own unbounded
-    queue. Plain callbacks (``on``) run synchronously, in order.
+    queue. Plain callbacks (``on``) run synchronously, in order, each isolated:
+    one that raises is logged and reported to the others as a
+    :class:`SubscriberFailed` event (and kept in ``failures``); the event still
+    reaches every other subscriber and ``publish`` never raises into the engine.
     """
 
     _CLOSED: ClassVar[object] = object()
@@ -214,16 +238,46 @@ class EventBus:
         self._queues: list[asyncio.Queue[object]] = []
         self._callbacks: list[Callable[[Event], None]] = []
         self.history: list[Event] = []
+        self.failures: list[SubscriberFailed] = []
+        self._logged: set[str] = set()
 
     def on(self, callback: Callable[[Event], None]) -> None:
         self._callbacks.append(callback)
 
     def publish(self, event: Event) -> None:
         self.history.append(event)
+        failed: list[SubscriberFailed] = []
         for callback in list(self._callbacks):
-            callback(event)
+            try:
+                callback(event)
+            except Exception as exc:
+                report = SubscriberFailed(
+                    run_id=event.run_id,
+                    subscriber=_name(callback),
+                    event_kind=event.kind,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                # once per subscriber as a warning (the error made visible: it may quote
+                # untrusted text), every time with the traceback at debug level
+                first = report.subscriber not in self._logged
+                self._logged.add(report.subscriber)
+                log.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "event subscriber %s failed on %s: %s",
+                    report.subscriber,
+                    event.kind,
+                    visible(report.error),
+                )
+                log.debug("traceback of the failure above", exc_info=True)
+                failed.append(report)
         for queue in self._queues:
             queue.put_nowait(event)
+        # A failure is reported once, never about a report (a subscriber that raises on
+        # everything cannot make the bus loop).
+        if not isinstance(event, SubscriberFailed):
+            for report in failed:
+                self.failures.append(report)
+                self.publish(report)
 
     def close(self) -> None:
         for queue in self._queues:

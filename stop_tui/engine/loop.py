@@ -57,7 +57,7 @@ def summarize(source: str) -> str:
     line, else its first comment, else its size."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         return "does not parse"
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

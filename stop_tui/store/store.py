@@ -47,6 +47,7 @@ from stop_tui.store.records import (
     StepRecord,
     now_iso,
 )
+from stop_tui.untrusted import replace_hidden
 
 DEFAULT_WORKSPACE = "stop-runs"
 WORKSPACE_ENV = "STOP_TUI_WORKSPACE"
@@ -92,7 +93,8 @@ def candidate_ref(run_id: str, generation: int, index: int) -> str:
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(str(text).split())
+    # commit text is printed raw by plain git: no control or invisible character in it
+    line = replace_hidden(" ".join(str(text).split()))
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 

@@ -25,6 +25,7 @@ from stop_tui.keymap import label
 from stop_tui.store.store import RunStore
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.commands import ActionsProvider
+from stop_tui.untrusted import visible
 
 if TYPE_CHECKING:
     from stop_tui.tui.host import Host
@@ -88,7 +89,8 @@ class StopApp(App[int]):
     def error(self, exc: BaseException, what: str = "") -> None:
         """Show an error as a notification, never as a traceback."""
         text = exc.line() if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        self.notify(f"{what}: {text}" if what else text, severity="error", timeout=10)
+        message = visible(f"{what}: {text}" if what else text)
+        self.notify(message, severity="error", timeout=10, markup=False)
 
     # ------------------------------------------------------------------ startup
 
@@ -140,7 +142,7 @@ class StopApp(App[int]):
                 self.settings, run_id, unsafe=self.unsafe, generations=generations
             )
 
-        self.notify(f"resuming {run_id}…", timeout=3)
+        self.notify(visible(f"resuming {run_id}…"), timeout=3, markup=False)
         self.run_worker(self._prepare_then_open(prepare), group="prepare", exit_on_error=False)
 
     async def _prepare_then_open(self, prepare: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
+from stop_tui.untrusted import rich_text
 from stop_tui.view.run_model import CandidateRow, GenerationRow
 from stop_tui.view.text import fmt, spread
 
@@ -138,7 +139,7 @@ class CandidateChart:
                     Text(f"evaluating {cand.done}/{cand.total}".ljust(bar_w), style=P["secondary"])
                 )
             else:
-                line.append(Text(cand.decision.ljust(bar_w), style="dim"))
+                line.append(rich_text(cand.decision.ljust(bar_w), "dim"))  # as stored
             if cand.flags:
                 line.append(" ⚑", style=P["warning"])
             yield line

@@ -12,39 +12,21 @@ from rich.text import Text
 
 from stop_tui.engine.audit import EXPLANATIONS
 from stop_tui.tui.charts import Palette
+from stop_tui.untrusted import ESCAPE_STYLE, ESCAPES, rich_diff, rich_text, unified, visible
 
-
-def unified(parent: str, source: str, a: str = "parent", b: str = "this improver") -> str:
-    return "".join(
-        difflib.unified_diff(
-            parent.splitlines(keepends=True), source.splitlines(keepends=True), a, b
-        )
-    )
+__all__ = ["diff_text", "flags_view", "side_by_side", "source_view", "unified"]
 
 
 def diff_text(diff: str, P: Palette) -> Text:
-    """A unified diff, coloured: additions, deletions, hunk headers."""
-    if not diff.strip():
-        return Text("(no change: the same source as its parent)", style="dim")
-    out = Text()
-    for line in diff.splitlines():
-        if line.startswith(("+++", "---", "diff ", "index ")):
-            out.append(line + "\n", style="bold")
-        elif line.startswith("@@"):
-            out.append(line + "\n", style=P["accent"])
-        elif line.startswith("+"):
-            out.append(line + "\n", style=P["success"])
-        elif line.startswith("-"):
-            out.append(line + "\n", style=P["error"])
-        else:
-            out.append(line + "\n")
-    out.rstrip()
-    return out
+    """A unified diff, coloured: additions, deletions, hunk headers; untrusted text made
+    visible (:func:`stop_tui.untrusted.rich_diff`)."""
+    return rich_diff(diff, added=P["success"], removed=P["error"], hunk=P["accent"])
 
 
 def side_by_side(parent: str, source: str, P: Palette) -> RenderableType:
     """Parent on the left, this improver on the right; changed lines coloured."""
-    left, right = parent.splitlines(), source.splitlines()
+    left, right = parent.split("\n"), source.split("\n")  # lines end at newlines only
+    left, right = left[: len(left) - (left[-1] == "")], right[: len(right) - (right[-1] == "")]
     table = Table(box=None, expand=True, show_header=True, header_style="bold", pad_edge=False)
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("parent", ratio=1, overflow="fold")
@@ -58,28 +40,38 @@ def side_by_side(parent: str, source: str, P: Palette) -> RenderableType:
             span = i2 - i1
             if span > 6:  # show context only around changes
                 for k in (0, 1):
-                    table.add_row(str(i1 + k + 1), left[i1 + k], str(j1 + k + 1), right[j1 + k])
+                    table.add_row(str(i1 + k + 1), rich_text(left[i1 + k]),
+                                  str(j1 + k + 1), rich_text(right[j1 + k]))  # fmt: skip
                 table.add_row("", Text("⋮", style="dim"), "", Text("⋮", style="dim"))
                 for k in (span - 2, span - 1):
-                    table.add_row(str(i1 + k + 1), left[i1 + k], str(j1 + k + 1), right[j1 + k])
+                    table.add_row(str(i1 + k + 1), rich_text(left[i1 + k]),
+                                  str(j1 + k + 1), rich_text(right[j1 + k]))  # fmt: skip
             else:
                 for k in range(span):
-                    table.add_row(str(i1 + k + 1), left[i1 + k], str(j1 + k + 1), right[j1 + k])
+                    table.add_row(str(i1 + k + 1), rich_text(left[i1 + k]),
+                                  str(j1 + k + 1), rich_text(right[j1 + k]))  # fmt: skip
             continue
         n = max(i2 - i1, j2 - j1)
         for k in range(n):
             li, rj = i1 + k, j1 + k
             table.add_row(
                 str(li + 1) if li < i2 else "",
-                Text(left[li], style=P["error"]) if li < i2 else "",
+                rich_text(left[li], P["error"]) if li < i2 else "",
                 str(rj + 1) if rj < j2 else "",
-                Text(right[rj], style=P["success"]) if rj < j2 else "",
+                rich_text(right[rj], P["success"]) if rj < j2 else "",
             )
     return table
 
 
 def source_view(source: str) -> Syntax:
-    return Syntax(source, "python", line_numbers=True, word_wrap=False, theme="ansi_dark")
+    """The source with line numbers and highlighting, shown through the sanitiser: every
+    hidden or control character is a ``⟦…⟧`` escape in reverse video."""
+    shown = visible(source)
+    syntax = Syntax(shown, "python", line_numbers=True, word_wrap=False, theme="ansi_dark")
+    for number, line in enumerate(shown.split("\n"), 1):
+        for match in ESCAPES.finditer(line):
+            syntax.stylize_range(ESCAPE_STYLE, (number, match.start()), (number, match.end()))
+    return syntax
 
 
 def flags_view(flags: list[str] | tuple[str, ...], P: Palette) -> Group:
@@ -97,8 +89,8 @@ def flags_view(flags: list[str] | tuple[str, ...], P: Palette) -> Group:
             head.append(f" — {explanation}", style=P["warning"])
         parts.append(head)
         for item in items:
-            parts.append(Text(f"    {item.split(': ', 1)[-1] if '/' in item else item}",
-                              style=P["error"]))  # fmt: skip
+            parts.append(rich_text(f"    {item.split(': ', 1)[-1] if '/' in item else item}",
+                                   P["error"]))  # fmt: skip
     for category in EXPLANATIONS:
         if category not in by_category:
             parts.append(Text(f"✓ {category}: nothing found", style=P["success"]))
@@ -115,5 +107,5 @@ def allowances_view(allowances: dict[str, object]) -> Text:
         if i:
             text.append("\n")
         text.append(f"{key}: ", style="dim")
-        text.append(str(value), style="bold")
+        text.append_text(rich_text(str(value), "bold"))
     return text

@@ -33,6 +33,7 @@ from stop_tui.engine.events import (
     RunStarted,
     SafetyFlagged,
     StepCommitted,
+    SubscriberFailed,
 )
 from stop_tui.store.records import StepInfo, StepRecord
 from stop_tui.store.store import RunStore
@@ -340,6 +341,13 @@ class RunModel:
                 self.add_log(at, f"run budget reached: {event.message}", "error")
         elif isinstance(event, EngineError):
             self.add_log(at, f"error: {event.message}", "error")
+        elif isinstance(event, SubscriberFailed):
+            self.add_log(
+                at,
+                f"display error in {event.subscriber} on {event.event_kind}: {event.error} "
+                "(the run goes on; nothing was lost)",
+                "warning",
+            )
         elif isinstance(event, RunPaused):
             self.paused = event.paused
             self.status = "paused" if event.paused else "running"

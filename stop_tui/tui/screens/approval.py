@@ -16,10 +16,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
 from stop_tui.engine.approval import ApprovalRequest, Purpose
+from stop_tui.engine.audit import review_warnings
 from stop_tui.tui.bindings import bindings_for, with_key
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
 from stop_tui.tui.render import allowances_view, diff_text, flags_view, unified
+from stop_tui.untrusted import reveal, visible
 
 if TYPE_CHECKING:
     from stop_tui.tui.session import RunSession
@@ -51,7 +53,12 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         P = Palette.from_theme(self.app.current_theme)
         with Vertical(id="approval-box", classes="dialog"):
             yield Label(describe(r), classes="dialog-title", id="approval-title")
-            yield Static(self._queue_text(), id="approval-queue", classes="dim")
+            yield Static(Text(self._queue_text()), id="approval-queue", classes="dim")
+            yield Static(
+                self._warning_text(r.source),
+                id="approval-warning",
+                classes="" if review_warnings(r.source) else "hidden",
+            )
             with Horizontal(id="approval-main"):
                 with VerticalScroll(id="approval-diff", classes="panel"):
                     yield Static(
@@ -60,8 +67,13 @@ class ApprovalScreen(ModalScreen[Answer | None]):
                         ),
                         id="approval-diff-text",
                     )
+                # The editor holds the visible form (hidden characters as ⟦…⟧ escapes);
+                # saving turns the escapes back into the characters they stand for.
                 yield TextArea(
-                    r.source, id="approval-editor", classes="hidden", tab_behavior="indent"
+                    visible(r.source),
+                    id="approval-editor",
+                    classes="hidden",
+                    tab_behavior="indent",
                 )
                 with VerticalScroll(id="approval-side", classes="panel"):
                     yield Static(flags_view(r.flags, P), id="approval-flags")
@@ -98,6 +110,12 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         self.query_one("#approval-diff").border_title = "diff against its parent"
         self.query_one("#approval-side").border_title = "audit"
         self.query_one("#approval-diff").focus()
+
+    def _warning_text(self, source: str) -> Text:
+        P = Palette.from_theme(self.app.current_theme)
+        return Text("\n").join(
+            Text(line, style=f"bold {P['error']}") for line in review_warnings(source)
+        )
 
     def _queue_text(self) -> str:
         if self.session is None:
@@ -179,11 +197,13 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         from textual.app import SuspendNotSupported
 
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or ""
-        current = (
-            self.query_one("#approval-editor", TextArea).text
-            if self.mode == "edit"
-            else self.request.source
-        )
+        current = self.request.source
+        if self.mode == "edit":
+            try:
+                current = reveal(self.query_one("#approval-editor", TextArea).text)
+            except ValueError as exc:
+                self.notify(visible(str(exc)), severity="error", markup=False)
+                return
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
             handle.write(current)
             path = Path(handle.name)
@@ -195,16 +215,26 @@ class ApprovalScreen(ModalScreen[Answer | None]):
             self.notify("this terminal cannot hand over to an editor", severity="error")
             return
         except (OSError, ValueError) as exc:
-            self.notify(f"could not run {editor!r}: {exc}", severity="error")
+            self.notify(visible(f"could not run {editor!r}: {exc}"), severity="error", markup=False)
             return
         finally:
             path.unlink(missing_ok=True)
         if self.mode != "edit":
             self.action_edit()
-        self.query_one("#approval-editor", TextArea).text = edited
+        self.query_one("#approval-editor", TextArea).text = visible(edited)
+        self._show_warnings(edited)
+
+    def _show_warnings(self, source: str) -> None:
+        warning = self.query_one("#approval-warning", Static)
+        warning.update(self._warning_text(source))
+        warning.set_class(not review_warnings(source), "hidden")
 
     def action_save_edit(self) -> None:
-        source = self.query_one("#approval-editor", TextArea).text
+        try:
+            source = reveal(self.query_one("#approval-editor", TextArea).text)
+        except ValueError as exc:
+            self.notify(visible(str(exc)), severity="error", markup=False)
+            return
         if source == self.request.source:
             self.dismiss(("approve", ""))
         else:

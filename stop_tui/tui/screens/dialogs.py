@@ -13,6 +13,7 @@ from textual.widgets import Button, Label, Static
 
 from stop_tui.tui.bindings import bindings_for, reachable_bindings, with_key
 from stop_tui.tui.host import host
+from stop_tui.untrusted import rich_text
 
 
 class HelpScreen(ModalScreen[None]):
@@ -63,9 +64,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            # may name a run: shown through the sanitiser, never read as markup
+            yield Label(rich_text(self.question), classes="dialog-title")
             if self.detail:
-                yield Static(self.detail, classes="dim")
+                yield Static(rich_text(self.detail), classes="dim")
             with Horizontal(classes="buttons"):
                 key = host(self.app).key
                 yield Button(with_key("Yes", key("confirm.yes")), variant="error", id="yes")

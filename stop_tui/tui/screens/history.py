@@ -18,6 +18,7 @@ from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
 from stop_tui.tui.render import diff_text
+from stop_tui.untrusted import rich_text
 from stop_tui.view.text import fmt
 
 
@@ -111,7 +112,7 @@ class HistoryScreen(Screen[None]):
                 marks.append("taken")
             if self.marked is not None and s.commit == self.marked.commit:
                 marks.append("A")
-            decision = Text(s.decision if s.decision != "none" else "—")
+            decision = rich_text(s.decision if s.decision != "none" else "—")
             if s.decision.startswith("rejected"):
                 decision.stylize(P["error"])
             table.add_row(
@@ -124,7 +125,7 @@ class HistoryScreen(Screen[None]):
             )
         tree: Tree[StepInfo] = self.query_one("#hist-tree", Tree)
         tree.clear()
-        tree.root.label = f"run {self.run_id}"
+        tree.root.label = rich_text(f"run {self.run_id}")
         children = family(self.steps)
 
         def add(node: Any, parent: str | None) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from stop_tui.store.records import RunInfo
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.host import Host, host
+from stop_tui.untrusted import rich_text, visible
 from stop_tui.view.text import fmt, fmt_cost
 
 
@@ -89,7 +90,7 @@ class HomeScreen(Screen[None]):
         ]
         self._columns(table, rows)
         for run, row in zip(runs, rows, strict=True):
-            table.add_row(*row, key=run.run_id)
+            table.add_row(*(rich_text(cell) for cell in row), key=run.run_id)
         if selected is not None and selected in {r.run_id for r in runs}:
             table.move_cursor(row=table.get_row_index(selected))
         hint = self.query_one("#home-hint", Static)
@@ -100,8 +101,10 @@ class HomeScreen(Screen[None]):
         ]
         if waiting:
             hint.update(
-                " · ".join(f"⚑ run {rid}: {n} decision(s) waiting" for rid, n in waiting)
-                + " — select it and press o, then a"
+                rich_text(
+                    " · ".join(f"⚑ run {rid}: {n} decision(s) waiting" for rid, n in waiting)
+                    + " — select it and press o, then a"
+                )
             )
         elif runs:
             hint.update(
@@ -168,7 +171,9 @@ class HomeScreen(Screen[None]):
         except Exception as exc:
             self.stop_app.error(exc, "export failed")
             return
-        self.notify(f"exported the scores of {run_id} to {target}", title="export")
+        self.notify(
+            visible(f"exported the scores of {run_id} to {target}"), title="export", markup=False
+        )
 
 
 def export_path(workspace: Path, run_id: str, format: str) -> Path:

@@ -18,11 +18,13 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
+from stop_tui.engine.audit import review_warnings
 from stop_tui.store.records import StepInfo, StepRecord
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
 from stop_tui.tui.render import diff_text, flags_view, side_by_side, source_view
+from stop_tui.untrusted import rich_text, visible
 from stop_tui.view.text import fmt
 
 
@@ -64,19 +66,21 @@ def transcript_view(entries: list[dict[str, Any]], query: str, P: Palette) -> Re
     for n, entry in enumerate(entries, 1):
         texts = [str(t) for t in entry.get("texts") or []]
         haystack = "\n".join([str(entry.get("system", "")), str(entry.get("user", "")), *texts])
+        # searched in the text as recorded and as shown (so a query may name an escape)
+        haystack += "\n" + visible(haystack)
         if q and q not in haystack.lower() and q not in str(entry.get("context", "")).lower():
             continue
         shown += 1
         usage = entry.get("usage") or {}
-        head = Text(
+        head = rich_text(
             f"── request {n} · {entry.get('context', '')} · {entry.get('n', 1)} response(s) · "
             f"temperature {entry.get('temperature', '')} · "
             f"{usage.get('prompt_tokens', 0)}+{usage.get('completion_tokens', 0)} tokens"
             + (" (estimated)" if usage.get("estimated") else ""),
-            style=f"bold {P['primary']}",
+            f"bold {P['primary']}",
         )
         if entry.get("error"):
-            head.append(f" · error: {entry['error']}", style=P["error"])
+            head.append_text(rich_text(f" · error: {entry['error']}", P["error"]))
         parts.append(head)
         for title, body in [("system", entry.get("system", "")), ("prompt", entry.get("user", ""))]:
             parts.append(Text(title, style="bold"))
@@ -87,12 +91,12 @@ def transcript_view(entries: list[dict[str, Any]], query: str, P: Palette) -> Re
     if not entries:
         return Text("no language-model requests were recorded for this improver", style="dim")
     if not shown:
-        return Text(f"no request matches {query!r}", style="dim")
+        return rich_text(f"no request matches {query!r}", "dim")
     return Group(Text(f"{shown} of {len(entries)} request(s)", style="dim"), *parts)
 
 
 def _highlight(body: str, query: str, P: Palette) -> Text:
-    text = Text(body)
+    text = rich_text(body)
     if query:
         text.highlight_words([query], style=f"reverse {P['accent']}", case_sensitive=False)
     return text
@@ -186,20 +190,23 @@ class ImproverScreen(Screen[None]):
             colour = P["error"] if decision.action == "rejected" else P["success"]
             head.append(f" · {verdict}", style=colour)
             if decision.by:
-                head.append(f" by {decision.by}")
+                head.append_text(rich_text(f" by {decision.by}"))
             if decision.reason:
-                head.append(f": {decision.reason}", style="italic")
+                head.append_text(rich_text(f": {decision.reason}", "italic"))
         head.append(f" · commit {self.stop_app.hide(step.commit[:10])}", style="dim")
         if record.summary:
-            head.append(f"\n {record.summary}", style="italic")
+            head.append_text(rich_text(f"\n {record.summary}", "italic"))
         self.query_one("#imp-head", Static).update(head)
         self.query_one("#imp-source", Static).update(source_view(data.source))
         self.render_diff()
         self.query_one("#imp-scores", Static).update(self.scores_view(record, P))
-        audit: list[RenderableType] = [flags_view(record.flags, P)]
+        audit: list[RenderableType] = [
+            Text(line, style=f"bold {P['error']}") for line in review_warnings(data.source)
+        ]
+        audit.append(flags_view(record.flags, P))
         reason = record.extra.get("reason")
         if reason:
-            audit.append(Text(f"\noutcome: {reason}", style=P["warning"]))
+            audit.append(rich_text(f"\noutcome: {reason}", P["warning"]))
         proposed = record.extra.get("proposed_source")
         if proposed:
             audit.append(
@@ -245,7 +252,7 @@ class ImproverScreen(Screen[None]):
         table.add_column("error")
         for t in record.tests:
             table.add_row(
-                str(t.index), fmt(t.val), fmt(t.test), Text(t.error or "", style=P["error"])
+                str(t.index), fmt(t.val), fmt(t.test), rich_text(t.error or "", P["error"])
             )
         table.add_row("mean", fmt(record.meta_utility), fmt(record.test_utility), "", style="bold")
         budget = ", ".join(

@@ -16,6 +16,7 @@ from stop_tui.config import Settings
 from stop_tui.engine.approval import Policy
 from stop_tui.errors import UserError
 from stop_tui.tui.bindings import bindings_for
+from stop_tui.untrusted import rich_text
 from stop_tui.view.text import model_label
 
 INT_FIELDS: list[tuple[str, str, str]] = [
@@ -157,7 +158,7 @@ class NewRunScreen(ModalScreen[Settings | None]):
         for widget in self.query(".field-error"):
             key = (widget.id or "").removeprefix("err-")
             assert isinstance(widget, Static)
-            widget.update(errors.get(key, ""))
+            widget.update(rich_text(errors.get(key, "")))  # may quote what was typed
             widget.set_class(key in errors, "shown")
         for name, _, _ in INT_FIELDS:
             self.query_one(f"#{name}", Input).set_class(name in errors, "bad")

@@ -22,6 +22,7 @@ from stop_tui.engine.replay import ReplayStep
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
+from stop_tui.untrusted import rich_text
 
 SPEEDS = [0.0, 0.3, 1.0]  # seconds between displayed steps
 
@@ -68,10 +69,10 @@ class ReplayScreen(Screen[None]):
         delay = SPEEDS[self.speed]
         pace = "as fast as it runs" if delay == 0 else f"{delay:g} s between steps"
         state = "display paused (n: one step)" if self.paused else pace
-        self.query_one("#replay-head", Static).update(
-            f"Replaying [b]{self.run_id}[/b] offline: recorded LM responses and decisions, "
-            f"same seeds. Display: {state}."
-        )
+        head = Text("Replaying ")
+        head.append_text(rich_text(self.run_id, "bold"))
+        head.append(f" offline: recorded LM responses and decisions, same seeds. Display: {state}.")
+        self.query_one("#replay-head", Static).update(head)
 
     @work(group="replay", exclusive=True, exit_on_error=False)
     async def replay(self) -> None:
@@ -94,7 +95,7 @@ class ReplayScreen(Screen[None]):
             )
         except Exception as exc:
             self.stop_app.error(exc, "the replay failed")
-            self.outcome = Text(f"the replay failed: {exc}", style="bold red")
+            self.outcome = rich_text(f"the replay failed: {exc}", "bold red")
             self.done = True
             return
         finally:
@@ -107,7 +108,7 @@ class ReplayScreen(Screen[None]):
                 style=f"bold {P['success']}",
             )
         else:
-            self.outcome = Text(f"✘ diverged: {report.divergence}", style=f"bold {P['error']}")
+            self.outcome = rich_text(f"✘ diverged: {report.divergence}", f"bold {P['error']}")
         self.done = True
 
     def _tick(self) -> None:
@@ -130,7 +131,7 @@ class ReplayScreen(Screen[None]):
         )
         table = self.query_one("#replay-table", DataTable)
         table.add_row(
-            step.label,
+            rich_text(step.label),
             "—" if step.recorded is None else f"{step.recorded:.6f}",
             f"{step.replayed:.6f}",
             tests,

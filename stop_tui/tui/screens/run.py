@@ -23,6 +23,7 @@ from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import CandidateChart, MetaChart, Palette, meter, progress
 from stop_tui.tui.host import Host, host
 from stop_tui.tui.messages import ApprovalNeeded, EngineEvent, RunEnded
+from stop_tui.untrusted import rich_text, visible
 from stop_tui.view.run_model import LogLine, RunModel, from_store
 from stop_tui.view.text import fmt, fmt_cost, model_label
 
@@ -128,7 +129,7 @@ class RunScreen(Screen[None]):
         log = self.query_one("#log", RichLog)
         log.clear()
         log.write(
-            Text(
+            rich_text(  # the saved message may quote a child's error
                 f"saved run {model.run_id}: {model.task}, {model_label(model.model)}, "
                 f"status {model.status}" + (f" ({model.message})" if model.message else "")
             )
@@ -165,14 +166,26 @@ class RunScreen(Screen[None]):
     @on(RunEnded)
     def _run_ended(self, message: RunEnded) -> None:
         if message.error:
-            self.notify(message.error, title="the run failed", severity="error", timeout=15)
+            self.notify(
+                visible(message.error),
+                title="the run failed",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
         elif message.status == "failed":
             why = self.model.message or "see the event log"
-            self.notify(why, title="the run failed", severity="error", timeout=15)
+            self.notify(
+                visible(why), title="the run failed", severity="error", timeout=15, markup=False
+            )
         elif message.status == "finished":
-            self.notify(f"run {self.model.run_id} finished", title="done")
+            self.notify(visible(f"run {self.model.run_id} finished"), title="done", markup=False)
         else:
-            self.notify(f"run {self.model.run_id}: {message.status}", severity="warning")
+            self.notify(
+                visible(f"run {self.model.run_id}: {message.status}"),
+                severity="warning",
+                markup=False,
+            )
         if self.model.status in ("running", "paused", "starting"):
             self.model.status = message.status
         self._dirty = True
@@ -185,7 +198,7 @@ class RunScreen(Screen[None]):
         text = Text()
         if not self.stop_app.snapshot:
             text.append(time.strftime("%H:%M:%S ", time.localtime(line.at)), style="dim")
-        text.append(line.text, style=style)
+        text.append_text(rich_text(line.text, style))
         self.query_one("#log", RichLog).write(text)
 
     # ------------------------------------------------------------------ approvals
@@ -279,7 +292,7 @@ class RunScreen(Screen[None]):
                 f" ⚑ {pending} waiting: press {press} ", style=f"bold reverse {P['accent']}"
             )
         gens = f"gen {m.current}/{m.generations}" if m.generations else ""
-        status.append(f" {gens} · {m.task} · {model_label(m.model, short=True)}")
+        status.append_text(rich_text(f" {gens} · {m.task} · {model_label(m.model, short=True)}"))
         self.query_one("#run-status", Static).update(status)
         self.sub_title = m.run_id
 
@@ -331,7 +344,7 @@ class RunScreen(Screen[None]):
         if m.status in ("running", "starting"):
             lines.append(Text(f"generation {m.current}: working", style="bold"))
         else:
-            lines.append(Text(m.status + (f": {m.message}" if m.message else ""), style="bold"))
+            lines.append(rich_text(m.status + (f": {m.message}" if m.message else ""), "bold"))
         if m.in_flight:
             lines.append(Text(f"LM requests in flight: {m.in_flight_total}"))
             for context, n in sorted(m.in_flight.items())[:4]:
