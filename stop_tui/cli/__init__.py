@@ -29,6 +29,9 @@ COMMANDS: list[str] = [
     "transfer",
     "doctor",
     "open",
+    "sweep",
+    "sweeps",
+    "report",
 ]
 
 

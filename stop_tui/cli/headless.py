@@ -89,42 +89,10 @@ class HeadlessView:
                 request.resolve(Decision.reject(human_identity(), reason))
 
     def _prompt(self, candidate: bool) -> str:
-        question = "approve [a], reject [r REASON]"
-        keys: tuple[str, ...] = ("a", "r")
-        if candidate:
-            question += ", approve the rest of this generation [g]"
-            keys = ("a", "r", "g")
-        while True:
-            try:
-                line = input(question + ": ")
-            except EOFError:
-                return "r no terminal answer (end of input)"
-            line = line.strip()
-            if line[:1].lower() in keys:
-                return line[:1].lower() + line[1:]
+        return terminal_answer(candidate)
 
     def show_request(self, request: ApprovalRequest) -> None:
-        what = "candidate" if request.index is not None else "adoption of the returned improver"
-        self.console.rule(
-            f"approval: generation {request.generation}, {what} {request.index if request.index is not None else ''}"
-        )
-        diff = "".join(
-            difflib.unified_diff(
-                request.parent_source.splitlines(keepends=True),
-                request.source.splitlines(keepends=True),
-                "parent improver",
-                "candidate",
-            )
-        )
-        self.console.print(Syntax(diff or "(no change)", "diff", theme="ansi_dark", word_wrap=True))
-        if request.flags:
-            self.console.print("[bold red]audit flags:[/]")
-            for flag in request.flags:
-                self.console.print(f"  [red]• {flag}[/]")
-        else:
-            self.console.print("[green]audit: nothing flagged[/]")
-        allowed = ", ".join(f"{k}: {v}" for k, v in request.allowances.items())
-        self.console.print(f"[dim]if approved it may use: {allowed}[/]")
+        show_request(self.console, request)
 
     # -- events
 
@@ -226,6 +194,49 @@ class HeadlessView:
                 outcomes.get(row.status, "unfinished").format(reason=row.reason),
             )
         return table
+
+
+def show_request(console: Console, request: ApprovalRequest, label: str = "") -> None:
+    """An approval request at the terminal: what, the diff, the audit, the allowances."""
+    what = "candidate" if request.index is not None else "adoption of the returned improver"
+    where = f"{label}: " if label else ""
+    console.rule(
+        f"approval: {where}generation {request.generation}, {what} "
+        f"{request.index if request.index is not None else ''}"
+    )
+    diff = "".join(
+        difflib.unified_diff(
+            request.parent_source.splitlines(keepends=True),
+            request.source.splitlines(keepends=True),
+            "parent improver",
+            "candidate",
+        )
+    )
+    console.print(Syntax(diff or "(no change)", "diff", theme="ansi_dark", word_wrap=True))
+    if request.flags:
+        console.print("[bold red]audit flags:[/]")
+        for flag in request.flags:
+            console.print(f"  [red]• {flag}[/]")
+    else:
+        console.print("[green]audit: nothing flagged[/]")
+    allowed = ", ".join(f"{k}: {v}" for k, v in request.allowances.items())
+    console.print(f"[dim]if approved it may use: {allowed}[/]")
+
+
+def terminal_answer(candidate: bool) -> str:
+    question = "approve [a], reject [r REASON]"
+    keys: tuple[str, ...] = ("a", "r")
+    if candidate:
+        question += ", approve the rest of this generation [g]"
+        keys = ("a", "r", "g")
+    while True:
+        try:
+            line = input(question + ": ")
+        except EOFError:
+            return "r no terminal answer (end of input)"
+        line = line.strip()
+        if line[:1].lower() in keys:
+            return line[:1].lower() + line[1:]
 
 
 async def drive(

@@ -1,0 +1,96 @@
+"""The headless sweep front end: one log line per cell event, approvals from ONE queue.
+
+Under ``--approve ask`` the requests of all cells are answered at the terminal one
+at a time, each labelled with its cell (task/model/variant/seed) and run id; the
+other cells keep running meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from stop_tui.cli.headless import model_label, show_request, terminal_answer
+from stop_tui.engine.approval import Decision, Purpose, human_identity
+from stop_tui.engine.events import EngineError, Event, GenerationFinished, RunStarted
+from stop_tui.experiments.controller import CellEvent, SweepController, SweepResult
+
+Answer = Callable[[bool], str]
+
+
+class SweepView:
+    def __init__(self, controller: SweepController, console: Console) -> None:
+        self.controller = controller
+        self.console = console
+        self.keys = {e.run_id: e.cell.key for e in controller.record.cells}
+        controller.bus.on(self.on_event)
+        controller.listeners.append(self.on_cell)
+
+    def on_cell(self, event: CellEvent) -> None:
+        if event.kind == "started":
+            self.console.print(
+                f"[bold]{event.cell.key}[/] started (run {event.run_id}; {event.running} running)"
+            )
+        elif event.outcome is not None:
+            o = event.outcome
+            why = f": {o.message}" if o.message and o.status != "finished" else ""
+            self.console.print(f"[bold]{event.cell.key}[/] {o.status}{why}", markup=True)
+
+    def on_event(self, event: Event) -> None:
+        key = self.keys.get(event.run_id, event.run_id)
+        if isinstance(event, RunStarted):
+            self.console.print(f"  {key}: model {model_label(event.model)}")
+        elif isinstance(event, GenerationFinished):
+            score = "-" if event.meta_utility is None else f"{event.meta_utility:.3f}"
+            verdict = "adopted" if event.adopted else "kept the previous improver"
+            self.console.print(f"  {key}: generation {event.generation} {verdict} ({score})")
+        elif isinstance(event, EngineError):
+            self.console.print(f"  {key}: error: {event.message}", markup=False)
+
+    async def approvals(self, answer: Answer) -> None:
+        loop = asyncio.get_running_loop()
+        queue = self.controller.queue
+        while True:
+            item = await queue.get()
+            request = item.request
+            show_request(self.console, request, label=item.label)
+            candidate = request.purpose is Purpose.CANDIDATE
+            text = await loop.run_in_executor(None, answer, candidate)
+            if not request.pending:
+                continue
+            if text.startswith("a"):
+                request.resolve(Decision(True, human_identity()))
+            elif text.startswith("g") and candidate:
+                prepared = self.controller.prepared.get(item.run_id)
+                if prepared is not None:
+                    prepared.run.gate.approve_rest_of_generation(request.generation)
+                request.resolve(
+                    Decision(True, human_identity(), reason="approved the rest of this generation")
+                )
+            else:
+                reason = text.partition(" ")[2].strip()
+                request.resolve(Decision(False, human_identity(), reason=reason))
+
+    def table(self, result: SweepResult) -> Table:
+        table = Table(title=f"sweep {result.sweep_id}")
+        for col in ("cell", "run", "status", "message"):
+            table.add_column(col)
+        for o in result.outcomes:
+            table.add_row(o.key, o.run_id, o.status, o.message[:80])
+        return table
+
+
+async def drive(
+    controller: SweepController, console: Console, *, ask: bool, answer: Answer = terminal_answer
+) -> tuple[SweepResult, SweepView]:
+    view = SweepView(controller, console)
+    task = asyncio.ensure_future(view.approvals(answer)) if ask else None
+    try:
+        result = await controller.run()
+    finally:
+        if task is not None:
+            task.cancel()
+    return result, view
