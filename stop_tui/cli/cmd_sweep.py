@@ -23,7 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a sweep of runs from a sweep file (see docs/experiments.md)",
         description="Run every cell of a sweep file as an ordinary run, several at once.",
     )
-    parser.add_argument("file", metavar="FILE", type=Path, help="the sweep's TOML file")
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        type=Path,
+        nargs="?",
+        help="the sweep's TOML file (none: the app's new-sweep form)",
+    )
     parser.add_argument("--headless", action="store_true", help="run in the terminal")
     parser.add_argument(
         "--approve",
@@ -60,6 +66,14 @@ def handle(args: argparse.Namespace) -> int:
     from stop_tui.experiments.record import SweepRecord, save
     from stop_tui.experiments.spec import load_sweep
 
+    if args.file is None:
+        if args.headless:
+            raise UserError(
+                "a headless sweep needs a sweep file", hint="stop-tui sweep FILE --headless"
+            )
+        from stop_tui.tui.launch import launch_sweep
+
+        return launch_sweep(workspace_store(args), settings_factory(args), unsafe=args.unsafe)
     spec, text = load_sweep(args.file)
     if args.approve is not None:
         spec = spec.model_copy(update={"approval": args.approve})
@@ -88,7 +102,7 @@ def run_sweep(args: argparse.Namespace, store: Any, record: Any, *, ask: bool) -
     if not args.headless:
         from stop_tui.tui.launch import launch_sweep
 
-        return launch_sweep(controller)
+        return launch_sweep(store, controller.settings_for, controller, unsafe=args.unsafe)
     return run_headless(controller, ask=ask)
 
 

@@ -58,6 +58,7 @@ def curve_figure(
             lows = [i.low if i.low is not None else i.mean for i in iv]
             highs = [i.high if i.high is not None else i.mean for i in iv]
             ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_ylim(-0.02, 1.02)  # meta-utilities live in [0, 1]; the CSV keeps raw intervals
         ax.set_title(task)
         ax.set_xlabel("generation (T)")
         ax.set_xticks(sorted({p.generation for p in points if p.task == task}))

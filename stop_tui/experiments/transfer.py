@@ -13,7 +13,7 @@ from typing import Any
 from stop_tui.config import Settings, make_backend
 from stop_tui.engine.config import RunConfig
 from stop_tui.engine.session import seed_improver
-from stop_tui.engine.transfer import transfer_table
+from stop_tui.engine.transfer import TransferRow, transfer_table
 from stop_tui.experiments.record import SweepRecord
 from stop_tui.experiments.results import CellResult
 from stop_tui.sandbox.api import Sandbox
@@ -61,7 +61,7 @@ async def transfer_best(
                     sandbox=sandbox,
                     backend=backend,
                     repeats=repeats,
-                    on_row=((lambda row, m=model: on_row(f"{m}: {row.task}")) if on_row else None),
+                    on_row=_progress(on_row, model),
                 )
             finally:
                 await backend.aclose()
@@ -76,3 +76,11 @@ async def transfer_best(
                     }
                 )
     return rows
+
+
+def _progress(
+    on_row: Callable[[str], None] | None, model: str
+) -> Callable[[TransferRow], None] | None:
+    if on_row is None:
+        return None
+    return lambda row: on_row(f"{model}: {row.task}")
