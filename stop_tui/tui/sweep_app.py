@@ -91,6 +91,7 @@ class SweepScreen(Screen[None]):
         self.status = {e.run_id: "waiting" for e in controller.record.cells}
         self.finished = False
         self.answering = False
+        self.chart_plain = ""
 
     def compose(self) -> ComposeResult:
         record = self.controller.record
@@ -211,7 +212,11 @@ class SweepScreen(Screen[None]):
         self.app.call_from_thread(self._show_stats, stats)
 
     def _show_stats(self, stats: SweepStats) -> None:
-        self.query_one("#sweep-chart", Static).update(curve_chart(stats.curve))
+        chart = curve_chart(stats.curve)
+        self.chart_plain = "\n".join(
+            t.plain for t in chart.renderables if isinstance(t, Text)
+        )  # what the chart says, as text (tests, screen readers)
+        self.query_one("#sweep-chart", Static).update(chart)
         table = self.query_one("#sweep-stats", DataTable)
         table.clear()
 
