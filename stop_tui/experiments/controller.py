@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stop_tui import __version__
 from stop_tui.config import Settings
 from stop_tui.engine.approval import ApprovalRequest, Gate, Policy
 from stop_tui.engine.events import EventBus
@@ -223,6 +224,12 @@ class SweepController:
             if plan[entry.run_id] == "skip":
                 self.budget.charge(recorded_spent(self.store, entry.run_id))
         record.status = "running"
+        # The software that runs (or continues) each cell; a resume may be a newer version.
+        versions = dict(record.info.get("software_versions") or {})
+        for entry in record.cells:
+            if plan[entry.run_id] != "skip":
+                versions[entry.run_id] = __version__
+        record.info["software_versions"] = versions
         sweep_record.save(self.store, record, "running")
         owns = self._sandbox is None
         sandbox = self._sandbox or Sandbox(unsafe=self.unsafe)
@@ -249,10 +256,10 @@ class SweepController:
             result.peak_concurrency = self.peak
             result.budget = self.budget.snapshot()
             record.status = status
-            record.info = {
-                "peak_concurrency": max(self.peak, int(record.info.get("peak_concurrency", 0))),
-                "budget": result.budget,
-                "outcomes": {o.run_id: o.status for o in result.outcomes},
-            }
+            record.info.update(
+                peak_concurrency=max(self.peak, int(record.info.get("peak_concurrency", 0))),
+                budget=result.budget,
+                outcomes={o.run_id: o.status for o in result.outcomes},
+            )
             sweep_record.save(self.store, record, status)
         return result
