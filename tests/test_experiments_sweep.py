@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import struct
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -172,3 +173,70 @@ async def test_sweep_caps_stop_cells_cleanly_and_are_counted(tmp_path: Path) -> 
     cells = collect(controller.store, controller.record)
     (group,) = compute(cells, 2).groups
     assert (group.cells, group.failed, group.finished) == (2, 2, 0)
+
+
+def test_headless_approve_ask_answers_both_runs_at_one_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.sweep_support import clean_env
+
+    (tmp_path / "grid.toml").write_text(sweep_text(["parity_noise"], [0, 1], generations=1))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stop_tui", "sweep", "grid.toml", "--headless", "--approve", "ask"],
+        cwd=tmp_path, env=clean_env(), stdin=slave, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    os.close(slave)
+    stop = threading.Event()
+
+    def feed() -> None:  # a person pressing "a" + Enter at every question
+        while not stop.wait(0.2):
+            try:
+                os.write(master, b"a\n")
+            except OSError:
+                return
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        out, err = proc.communicate(timeout=400)
+    finally:
+        stop.set()
+        os.close(master)
+    assert proc.returncode == 0, out + err
+    (sweep,) = json.loads(cli("sweeps", "--json", cwd=tmp_path).stdout)
+    for c in sweep["cells"]:
+        assert f"approval: {c['key']} ({c['run_id']}): generation" in out
+        decisions = [
+            r["decision"] for r in json.loads(cli("export", c["run_id"], cwd=tmp_path).stdout)
+        ]
+        assert any(d.startswith("approved by") and "policy" not in d for d in decisions), decisions
+
+
+async def test_transfer_of_the_best_improver_with_repeats(tmp_path: Path) -> None:
+    from stop_tui.experiments.report import numbers, write_report
+    from stop_tui.experiments.results import collect
+    from stop_tui.experiments.stats import compute
+    from stop_tui.experiments.transfer import transfer_best
+
+    text = sweep_text(["parity_noise"], [0, 1], generations=1)
+    text += '\n[transfer]\ntasks = ["parity_noiseless"]\nrepeats = 2\n'
+    controller = controller_for(tmp_path, text)
+    assert (await controller.run()).ok
+    cells = collect(controller.store, controller.record)
+    rows = await transfer_best(controller.store, controller.record, cells, controller.settings_for)
+    (row,) = rows
+    best = max(cells, key=lambda c: c.val[1])
+    assert row["model"] == "demo" and row["improver_from"] == best.key
+    assert row["improver_commit"] == controller.store.best(best.run_id).commit  # type: ignore[union-attr]
+    assert row["task"] == "parity_noiseless" and row["repeats"] == 2
+    assert len(row["improver_values"]) == len(row["seed_improver_values"]) == 2
+    stats = compute(cells, 1)
+    written = write_report(tmp_path / "rep", numbers(controller.record, cells, stats, rows))
+    assert tmp_path / "rep" / "transfer.svg" in written
+    assert png_size(tmp_path / "rep" / "transfer.png")[0] > 200
+    ET.parse(tmp_path / "rep" / "transfer.svg")

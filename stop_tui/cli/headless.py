@@ -200,10 +200,15 @@ def show_request(console: Console, request: ApprovalRequest, label: str = "") ->
     """An approval request at the terminal: what, the diff, the audit, the allowances."""
     what = "candidate" if request.index is not None else "adoption of the returned improver"
     where = f"{label}: " if label else ""
-    console.rule(
+    title = (
         f"approval: {where}generation {request.generation}, {what} "
         f"{request.index if request.index is not None else ''}"
     )
+    if label:  # a rule would cut a long label to the terminal's width
+        console.rule()
+        console.print(title, markup=False, style="bold")
+    else:
+        console.rule(title)
     diff = "".join(
         difflib.unified_diff(
             request.parent_source.splitlines(keepends=True),

@@ -196,6 +196,9 @@ class SweepController:
                 prepared = self._prepare(entry, mode, sandbox)
             except UserError as exc:
                 return CellOutcome(entry.cell.key, entry.run_id, "error", exc.line())
+            except Exception as exc:  # one cell must not take the sweep down; it is counted
+                message = f"{type(exc).__name__}: {exc}"
+                return CellOutcome(entry.cell.key, entry.run_id, "error", message)
             self.prepared[entry.run_id] = prepared
             self.running += 1
             self.peak = max(self.peak, self.running)
