@@ -240,3 +240,23 @@ async def test_transfer_of_the_best_improver_with_repeats(tmp_path: Path) -> Non
     assert tmp_path / "rep" / "transfer.svg" in written
     assert png_size(tmp_path / "rep" / "transfer.png")[0] > 200
     ET.parse(tmp_path / "rep" / "transfer.svg")
+
+
+async def test_a_cell_that_cannot_start_is_counted_and_shown_not_dropped(tmp_path: Path) -> None:
+    from stop_tui.experiments.report import numbers, summary_markdown
+    from stop_tui.experiments.results import collect
+    from stop_tui.experiments.stats import compute
+
+    text = sweep_text(["parity_noise"], [0], generations=1)
+    text = text.replace('models = ["demo"]', 'models = ["demo", "no-such-model"]')
+    controller = controller_for(tmp_path, text)  # no endpoint, no key: the second cannot start
+    result = await controller.run()
+    assert [o.status for o in result.outcomes] == ["finished", "error"]
+    assert "no API key" in result.outcomes[1].message
+    cells = collect(controller.store, controller.record)
+    assert [c.status for c in cells] == ["finished", "error"]
+    stats = compute(cells, 1)
+    broken = next(g for g in stats.groups if g.model == "no-such-model")
+    assert (broken.cells, broken.failed, broken.finished, broken.final) == (1, 1, 0, None)
+    md = summary_markdown(numbers(controller.record, cells, stats), [])
+    assert "| parity_noise/no-such-model/base/s0 |" in md and "| error |" in md

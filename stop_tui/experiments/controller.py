@@ -263,6 +263,7 @@ class SweepController:
                 peak_concurrency=max(self.peak, int(record.info.get("peak_concurrency", 0))),
                 budget=result.budget,
                 outcomes={o.run_id: o.status for o in result.outcomes},
+                messages={o.run_id: o.message for o in result.outcomes if o.message},
             )
             sweep_record.save(self.store, record, status)
         return result

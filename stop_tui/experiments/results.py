@@ -28,7 +28,7 @@ class CellResult:
     model: str
     variant: str
     seed: int
-    status: str  # finished | failed | cancelled | running (interrupted) | not-started
+    status: str  # finished | failed | cancelled | running (interrupted) | not-started | error
     message: str = ""
     #: generation -> meta-utility of the improver in force (validation / test split)
     val: dict[int, float] = field(default_factory=dict)
@@ -111,6 +111,10 @@ def collect(store: RunStore, record: SweepRecord) -> list[CellResult]:
         )
         results.append(result)
         if not store.has_run(entry.run_id):
+            # A cell that could not even be prepared (bad endpoint, locked run...) says why.
+            if record.info.get("outcomes", {}).get(entry.run_id) == "error":
+                result.status = "error"
+                result.message = str(record.info.get("messages", {}).get(entry.run_id, ""))
             continue
         state = store.get_state(entry.run_id)
         result.status = state.status if state else "running"

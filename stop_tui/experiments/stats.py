@@ -243,7 +243,7 @@ def compute(cells: list[CellResult], generations: int, threshold: float = 0.03) 
                 *group,
                 cells=len(members),
                 finished=status.count("finished"),
-                failed=status.count("failed"),
+                failed=status.count("failed") + status.count("error"),
                 stopped=status.count("cancelled"),
                 interrupted=status.count("running"),
                 not_started=status.count("not-started"),
