@@ -77,22 +77,24 @@ def handle(args: argparse.Namespace) -> int:
     spec, text = load_sweep(args.file)
     if args.approve is not None:
         spec = spec.model_copy(update={"approval": args.approve})
-    ask = spec.approval == "ask"
-    _check_answerable(ask, args.headless)
+    ask = _check_answerable(spec.approval, args.headless)
     store = workspace_store(args)
     record = SweepRecord.new(spec, text)
     save(store, record, f"created ({len(record.cells)} cells)")
     return run_sweep(args, store, record, ask=ask)
 
 
-def _check_answerable(ask: bool, headless: bool) -> None:
+def _check_answerable(approval: str, headless: bool) -> bool:
+    """Whether a headless sweep asks at the terminal; an error when it must and cannot."""
     from stop_tui.cli.headless import interactive
 
+    ask = approval in ("ask", "every-candidate", "each-generation")
     if ask and headless and not interactive():
         raise UserError(
-            "approval 'ask' needs a terminal to answer at",
+            f"approval '{approval}' needs a terminal to answer at",
             hint="use --approve auto or reject-flagged, or run without --headless",
         )
+    return ask
 
 
 def run_sweep(args: argparse.Namespace, store: Any, record: Any, *, ask: bool) -> int:
@@ -153,6 +155,5 @@ def resume(args: argparse.Namespace) -> int:
         raise UserError(
             "--generations does not apply to a sweep", hint="set generations in a new sweep file"
         )
-    ask = spec.approval == "ask"
-    _check_answerable(ask, args.headless)
+    ask = _check_answerable(spec.approval, args.headless)
     return run_sweep(args, store, record, ask=ask)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from stop_tui.cli.headless import model_label, show_request, terminal_answer
 from stop_tui.engine.approval import Decision, Purpose, human_identity
@@ -31,13 +32,15 @@ class SweepView:
 
     def on_cell(self, event: CellEvent) -> None:
         if event.kind == "started":
-            self.console.print(
-                f"[bold]{event.cell.key}[/] started (run {event.run_id}; {event.running} running)"
-            )
+            line = Text(event.cell.key, style="bold")
+            line.append(f" started (run {event.run_id}; {event.running} running)")
+            self.console.print(line)
         elif event.outcome is not None:
             o = event.outcome
             why = f": {o.message}" if o.message and o.status != "finished" else ""
-            self.console.print(f"[bold]{event.cell.key}[/] {o.status}{why}", markup=True)
+            line = Text(event.cell.key, style="bold")
+            line.append(f" {o.status}{why}")  # messages are never read as markup
+            self.console.print(line)
 
     def on_event(self, event: Event) -> None:
         key = self.keys.get(event.run_id, event.run_id)
