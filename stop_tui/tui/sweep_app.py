@@ -15,7 +15,7 @@ from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -31,7 +31,9 @@ from stop_tui.experiments.controller import (
     SweepController,
 )
 from stop_tui.experiments.stats import CurvePoint, SweepStats
+from stop_tui.keymap import label
 from stop_tui.store.store import RunStore
+from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.screens.approval import Answer, ApprovalScreen
 
 
@@ -78,11 +80,7 @@ def curve_chart(points: list[CurvePoint], width: int = 40) -> Group:
 
 
 class SweepScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "answer", "Answer next approval", id="sweep.answer"),
-        Binding("s", "refresh_stats", "Refresh statistics", id="sweep.stats"),
-        Binding("q", "app.quit", "Quit (the sweep resumes with stop-tui resume)", id="sweep.quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("sweep")
 
     def __init__(self, controller: SweepController) -> None:
         super().__init__()
@@ -275,9 +273,7 @@ def _toml_str(text: str) -> str:
 class NewSweepScreen(Screen[None]):
     """The new-sweep form: the grid's keys; the sweep file it makes is kept in git."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "start", "Start the sweep", id="new_sweep.start"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("new_sweep")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -326,6 +322,13 @@ class SweepApp(App[int]):
         self.settings_for = settings_for
         self.controller = controller
         self.unsafe = unsafe
+        # The user's stop.toml (and [keymap]) without a sweep's cell settings.
+        self.settings = settings_for({"model": "demo"})
+        self.set_keymap(self.settings.keymap)
+
+    def key(self, binding_id: str) -> str:
+        """How to name a binding's key (what the approval screen asks of its app)."""
+        return label(binding_id, self.settings.keymap)
 
     def new_controller(self, text: str) -> SweepController:
         from stop_tui.experiments.record import SweepRecord, save
