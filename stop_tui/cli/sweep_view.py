@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from stop_tui.cli.headless import model_label, show_request, terminal_answer
+from stop_tui.cli.headless import show_request, terminal_answer
 from stop_tui.engine.approval import Decision, Purpose, human_identity
 from stop_tui.engine.events import EngineError, Event, GenerationFinished, RunStarted
 from stop_tui.experiments.controller import CellEvent, SweepController, SweepResult
+from stop_tui.view.text import model_label
 
 Answer = Callable[[bool], str]
 
@@ -65,17 +66,17 @@ class SweepView:
             if not request.pending:
                 continue
             if text.startswith("a"):
-                request.resolve(Decision(True, human_identity()))
+                request.resolve(Decision.approve(human_identity()))
             elif text.startswith("g") and candidate:
                 prepared = self.controller.prepared.get(item.run_id)
                 if prepared is not None:
                     prepared.run.gate.approve_rest_of_generation(request.generation)
                 request.resolve(
-                    Decision(True, human_identity(), reason="approved the rest of this generation")
+                    Decision.approve(human_identity(), "approved the rest of this generation")
                 )
             else:
                 reason = text.partition(" ")[2].strip()
-                request.resolve(Decision(False, human_identity(), reason=reason))
+                request.resolve(Decision.reject(human_identity(), reason))
 
     def table(self, result: SweepResult) -> Table:
         table = Table(title=f"sweep {result.sweep_id}")

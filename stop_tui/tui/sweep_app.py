@@ -181,9 +181,9 @@ class SweepScreen(Screen[None]):
         if answer is not None and request.pending:
             action, payload = answer
             if action == "approve":
-                request.resolve(Decision(True, human_identity()))
+                request.resolve(Decision.approve(human_identity()))
             elif action == "reject":
-                request.resolve(Decision(False, human_identity(), reason=payload))
+                request.resolve(Decision.reject(human_identity(), payload))
             elif action == "edit":
                 request.approve_edited(payload)
             elif action == "rest":
@@ -191,7 +191,7 @@ class SweepScreen(Screen[None]):
                 if prepared is not None:
                     prepared.run.gate.approve_rest_of_generation(request.generation)
                 request.resolve(
-                    Decision(True, human_identity(), reason="approved the rest of this generation")
+                    Decision.approve(human_identity(), "approved the rest of this generation")
                 )
         self._show_queue()
 
