@@ -434,8 +434,8 @@ def check_import(git: Git, bundle: Path, run_id: str, refs: dict[str, str]) -> N
         )
 
 
-def check_resumable(store: object, run_id: str) -> None:
-    """Refuse to continue a run whose history has a forged step (one line)."""
+def check_resumable(store: object, run_id: str, *, doing: str = "resumed") -> None:
+    """Refuse to continue (or replay) a run whose history has a forged step (one line)."""
     from stop_tui.store.store import RunStore
 
     assert isinstance(store, RunStore)
@@ -445,8 +445,8 @@ def check_resumable(store: object, run_id: str) -> None:
     if forged:
         check, text = forged[0]
         raise UserError(
-            f"run {run_id} cannot be resumed: {text} [{check}]",
-            hint=f"see 'stop-tui verify {run_id}'; resume a run whose history verifies",
+            f"run {run_id} cannot be {doing}: {text} [{check}]",
+            hint=f"see 'stop-tui verify {run_id}'; only a run whose history verifies is {doing}",
         )
 
 
