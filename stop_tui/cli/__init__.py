@@ -24,6 +24,7 @@ COMMANDS: list[str] = [
     "replay",
     "export",
     "import",
+    "verify",
     "eval",
     "tasks",
     "transfer",

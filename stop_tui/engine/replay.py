@@ -63,6 +63,10 @@ class ReplayReport:
     divergence: str | None = None
     status: str = ""
     new_run: str | None = None
+    #: Steps whose reproduced source was compared with (and matched) the committed one.
+    sources_matched: int = 0
+    #: The run was recorded before source hashes (decisions matched by position).
+    legacy: bool = False
 
     @property
     def ok(self) -> bool:
@@ -231,7 +235,7 @@ async def replay(
     each meta-utility evaluation as it is compared."""
     if recorded is None:
         recorded = load_recorded(store, run_id)
-    report = ReplayReport(run_id=run_id)
+    report = ReplayReport(run_id=run_id, legacy=recorded.legacy)
     bus = bus or EventBus()
     replay_backend = backend or ReplayBackend(recorded.transcript)
     config = recorded.config
@@ -263,6 +267,7 @@ async def replay(
                 f"the committed source is {committed[:16]}…"
             )
             return False
+        report.sources_matched += 1
         return True
 
     def decisions(generation: int, index: int | None, purpose: str, digest: str) -> Decision | None:

@@ -332,11 +332,14 @@ def check_signatures(git: Git, h: History, s: Summary, signing_args: list[str]) 
             s.signed[sha] = "BAD"
             why = proc.stderr.decode(errors="replace").strip().splitlines()
             h.add("signatures", sha, "bad signature" + (f" ({why[-1][:120]})" if why else ""))
+    # Whoever rewrites history cannot sign it again with the user's key: where the user's
+    # git signs commits (or another decision of the run is signed), unsigned is a failure.
     statuses = set(s.signed.values())
-    if "good" in statuses and "unsigned" in statuses:
+    if "unsigned" in statuses and ("good" in statuses or signing_args):
+        why = "git is configured to sign commits" if signing_args else "others are signed"
         for sha, status in s.signed.items():
             if status == "unsigned":
-                h.add("signatures", sha, "unsigned, while other decisions of the run are signed")
+                h.add("signatures", sha, f"decision commit unsigned, while {why}")
 
 
 # ----------------------------------------------------------------------------- report
