@@ -85,7 +85,7 @@ def run_commits(store: RunStore, run_id: str) -> list[str]:
 def rewrite(
     store: RunStore,
     run_id: str,
-    target: str,
+    target: str | set[str],
     *,
     files: dict[str, FileEdit] | None = None,
     record: Callable[[dict[str, Any]], None] | None = None,
@@ -93,10 +93,12 @@ def rewrite(
     parents: list[str] | None = None,
     rehash: bool = False,
 ) -> dict[str, str]:
-    """Rewrite ``target`` (and re-parent its descendants); return old -> new commit ids.
+    """Rewrite ``target`` (one commit or a set, each edited alike; descendants re-parented);
+    return old -> new commit ids.
 
     ``rehash=True`` makes the forgery consistent: the record's source hash, its decision's
     hashes and the trailers follow the forged improver.py."""
+    targets = {target} if isinstance(target, str) else target
     mapping: dict[str, str] = {}
     for sha in run_commits(store, run_id):
         raw = git(store, "cat-file", "commit", sha)
@@ -112,7 +114,7 @@ def rewrite(
             rec["adopted_from"] = mapping[rec["adopted_from"]]
             msg = edit_trailer(msg, "Stop-Adopted-From", rec["adopted_from"])
             changed = True
-        if sha == target:
+        if sha in targets:
             changed = True
             if parents is not None:
                 new_parents = parents

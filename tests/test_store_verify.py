@@ -123,11 +123,11 @@ def test_swapped_decisions_of_two_candidates(tmp_path: Path) -> None:
     rewrite(store, rid, steps_by(store, rid)["c1.1"], record=put("c1.0"), message=msg("c1.0"))
     problems = failed(store, rid)
     assert list(problems) == ["decisions"]
-    assert sorted(p.split(" (")[0] for p in problems["decisions"]) == [
+    assert sorted({p.split(" (")[0] for p in problems["decisions"]}) == [
         "gen 1 candidate 0",
         "gen 1 candidate 1",
     ]
-    assert all("names source" in p for p in problems["decisions"])
+    assert sum("names source" in p for p in problems["decisions"]) == 2
 
 
 def test_a_decision_bound_to_a_source_with_the_same_64_bit_prefix(
@@ -224,18 +224,16 @@ def strip_hashes(rec: dict) -> None:
 
 
 def make_legacy(store: RunStore, rid: str) -> None:
-    """What a run recorded before source hashes looks like: no hashes in records or trailers.
-    Each rewrite re-parents the rest, so commits are taken again in order after each."""
-    for position in range(len(run_commits(store, rid))):
-        rewrite(
-            store,
-            rid,
-            run_commits(store, rid)[position],
-            record=strip_hashes,
-            message=lambda m: edit_trailer(
-                edit_trailer(m, "Stop-Source-SHA256", None), "Stop-Decision-SHA256", None
-            ),
-        )
+    """What a run recorded before source hashes looks like: no hashes in records or trailers."""
+    rewrite(
+        store,
+        rid,
+        set(run_commits(store, rid)),
+        record=strip_hashes,
+        message=lambda m: edit_trailer(
+            edit_trailer(m, "Stop-Source-SHA256", None), "Stop-Decision-SHA256", None
+        ),
+    )
 
 
 def test_a_run_recorded_before_hashes_is_unverifiable_not_failed(
