@@ -336,10 +336,10 @@ def check_signatures(git: Git, h: History, s: Summary, signing_args: list[str]) 
     # git signs commits (or another decision of the run is signed), unsigned is a failure.
     statuses = set(s.signed.values())
     if "unsigned" in statuses and ("good" in statuses or signing_args):
-        why = "git is configured to sign commits" if signing_args else "others are signed"
+        reason = "git is configured to sign commits" if signing_args else "others are signed"
         for sha, status in s.signed.items():
             if status == "unsigned":
-                h.add("signatures", sha, f"decision commit unsigned, while {why}")
+                h.add("signatures", sha, f"decision commit unsigned, while {reason}")
 
 
 # ----------------------------------------------------------------------------- report
