@@ -19,7 +19,8 @@ from stop_tui.store import RunStore
 from stop_tui.store.gitcmd import base_env
 from stop_tui.store.records import sha256_hex
 
-FileEdit = bytes | None | tuple[str, bytes]  # new content, removal, or (mode, content)
+#: New content, removal, or (mode, content); (160000, commit id) makes a submodule entry.
+FileEdit = bytes | None | tuple[str, bytes]
 
 
 def git(store: RunStore, *args: str, input: bytes | None = None) -> str:
@@ -122,6 +123,8 @@ def rewrite(
             for name, edit in (files or {}).items():
                 if edit is None:
                     by_name.pop(name, None)
+                elif isinstance(edit, tuple) and edit[0] == "160000":  # a submodule
+                    by_name[name] = (edit[0], "commit", edit[1].decode())
                 elif isinstance(edit, tuple):
                     by_name[name] = (edit[0], "blob", blob(store, edit[1]))
                 else:

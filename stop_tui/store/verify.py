@@ -429,7 +429,8 @@ def check_import(git: Git, bundle: Path, run_id: str, refs: dict[str, str]) -> N
     if not h.problems and s.legacy:
         h.problems.append(("sources", f"{LEGACY}; import cannot check it"))
     if h.problems:
-        check, text = h.problems[0]
+        # Refs first: a ref pointing outside the run is the cause of what follows from it.
+        check, text = sorted(h.problems, key=lambda p: p[0] != "refs")[0]
         more = f" (and {len(h.problems) - 1} more)" if len(h.problems) > 1 else ""
         raise UserError(
             f"{bundle.name} refused, nothing imported: run {run_id}: {text} [{check}]{more}",
