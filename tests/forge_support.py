@@ -135,6 +135,8 @@ def rewrite(
                 source = git(store, "cat-file", "blob", by_name["improver.py"][2]).encode()
                 digest = sha256_hex(source)
                 rec["source_sha256"] = digest
+                if "proposed_hash" in rec.get("extra", {}):
+                    rec["extra"]["proposed_hash"] = digest
                 msg = edit_trailer(msg, "Stop-Source-SHA256", digest)
                 if rec.get("decision"):
                     rec["decision"]["source_sha256"] = digest
