@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from stop_tui.errors import UserError
 from stop_tui.store.gitcmd import Git
@@ -377,11 +377,22 @@ class VerifyReport:
         return out
 
 
-def verify_run(store: object, run_id: str) -> VerifyReport:
-    """Check a run of ``store`` (a :class:`~stop_tui.store.store.RunStore`) end to end."""
-    from stop_tui.store.store import RunStore
+class Workspace(Protocol):
+    """What the checks need of a :class:`~stop_tui.store.store.RunStore` (which imports
+    this module: no import back)."""
 
-    assert isinstance(store, RunStore)
+    @property
+    def git(self) -> Git: ...
+
+    def require_run(self, run_id: str) -> None: ...
+
+    def run_refs(self, run_id: str) -> dict[str, str]: ...
+
+    def signing_args(self) -> list[str]: ...
+
+
+def verify_run(store: Workspace, run_id: str) -> VerifyReport:
+    """Check a run of ``store`` end to end."""
     store.require_run(run_id)
     h = read_history(store.git, run_id, store.run_refs(run_id))
     s = check_history(h)
@@ -438,11 +449,8 @@ def check_import(git: Git, bundle: Path, run_id: str, refs: dict[str, str]) -> N
         )
 
 
-def check_resumable(store: object, run_id: str, *, doing: str = "resumed") -> None:
+def check_resumable(store: Workspace, run_id: str, *, doing: str = "resumed") -> None:
     """Refuse to continue (or replay) a run whose history has a forged step (one line)."""
-    from stop_tui.store.store import RunStore
-
-    assert isinstance(store, RunStore)
     h = read_history(store.git, run_id, store.run_refs(run_id))
     check_history(h)
     forged = [p for p in h.problems if p[0] != "signatures"]
@@ -452,12 +460,6 @@ def check_resumable(store: object, run_id: str, *, doing: str = "resumed") -> No
             f"run {run_id} cannot be {doing}: {text} [{check}]",
             hint=f"see 'stop-tui verify {run_id}'; only a run whose history verifies is {doing}",
         )
-
-
-def first_problem(problems: Iterable[Problem]) -> str | None:
-    for check, text in problems:
-        return f"{text} [{check}]"
-    return None
 
 
 __all__ = [
