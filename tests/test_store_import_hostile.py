@@ -18,10 +18,12 @@ from tests.test_store_verify import FORGED, steps_by
 Forge = Callable[[RunStore, str, dict[str, str]], None]
 
 
-def files(**edits: object) -> Forge:
+def files(target: str = "c1.1", **edits: object) -> Forge:
+    """Replace files of one step (``improver_py`` names improver.py)."""
+    changes = {k.replace("_", "."): v for k, v in edits.items()}
+
     def forge(store: RunStore, rid: str, c: dict[str, str]) -> None:
-        target = str(edits.pop("target", "c1.1"))
-        rewrite(store, rid, c[target], files={k.replace("_", "."): v for k, v in edits.items()})  # type: ignore[misc]
+        rewrite(store, rid, c[target], files=changes)  # type: ignore[arg-type]
 
     return forge
 

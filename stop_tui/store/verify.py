@@ -23,6 +23,7 @@ from typing import Protocol
 from stop_tui.errors import UserError
 from stop_tui.store.gitcmd import Git
 from stop_tui.store.integrity import (
+    SOLUTION_LIMIT,
     STATE_LIMIT,
     STEP_FILES,
     TREE_MODE,
@@ -143,7 +144,7 @@ def read_history(git: Git, run_id: str, refs: dict[str, str]) -> History:
             h.add("layout", sha, f"{path} is missing from the repository")
             continue
         contents[sha].sizes[path] = info[1]
-        limit = STEP_FILES.get(path, STEP_FILES["improver.py"])
+        limit = STEP_FILES.get(path, SOLUTION_LIMIT)
         if info[0] == "blob" and info[1] <= limit:
             to_read.append((sha, path, obj))
     for (sha, path, _), blob in zip(
