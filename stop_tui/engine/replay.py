@@ -124,6 +124,11 @@ def load_recorded(store: RunStore, run_id: str) -> RecordedRun:
         raise UserError(f"run {run_id} has no seed commit", hint="it cannot be replayed")
     settings = dict(store.get_config(run_id).settings)
     config = RunConfig.from_dict(settings)
+    # A run continued with 'resume --generations N' has more generations than it started
+    # with: the replay reproduces every committed one.
+    committed = max((s.generation for s in steps), default=0)
+    if committed > config.generations:
+        config = config.replace(generations=committed)
     seed_improver = store.get_source(
         next(s for s in reversed(steps) if s.kind == "seed" and s.parent is None).commit
     )
