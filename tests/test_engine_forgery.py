@@ -63,8 +63,8 @@ class RejectCandidates(Gate):
 
     def automatic(self, request: ApprovalRequest) -> Decision | None:
         if request.purpose is Purpose.CANDIDATE:
-            return Decision(False, "policy:test", reason="not evaluated in this test")
-        return Decision(True, "policy:test")
+            return Decision.reject("policy:test", "not evaluated in this test")
+        return Decision.approve("policy:test")
 
 
 @pytest.fixture(scope="module")
