@@ -75,6 +75,12 @@ SCOPES: dict[str, tuple[KeySpec, ...]] = {
         K("approval.external", "ctrl+e", "external_edit", "Edit in $EDITOR"),
         K("approval.later", "escape", "later", "Later"),
     ),
+    "sweep": (
+        K("sweep.answer", "a", "answer", "Answer next approval"),
+        K("sweep.stats", "s", "refresh_stats", "Refresh statistics"),
+        K("sweep.quit", "q", "app.quit", "Quit (resume later)"),
+    ),
+    "new_sweep": (K("new_sweep.start", "ctrl+s", "start", "Start the sweep"),),
     "improver": (
         K("imp.prev", "left_square_bracket", "step(-1)", "Previous", display="["),
         K("imp.next", "right_square_bracket", "step(1)", "Next", display="]"),

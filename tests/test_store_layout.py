@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -140,9 +141,14 @@ def test_commit_tree_and_record(run: tuple[RunStore, dict[str, str]]) -> None:
     assert record["meta_utility"] == 0.71 and record["kind"] == "candidate"
     assert record["tests"][1] == {"index": 1, "val": 0.72, "test": 0.72, "error": None}
     adopted = json.loads(git(store.path, "show", f"stop/{RID}~1:record.json"))
+    # The record grew the hashes binding it to its source (issue 9): the decision names the
+    # sha256 of the source it approved, the record that of improver.py.
+    source_sha = hashlib.sha256(git(store.path, "show", f"stop/{RID}~1:improver.py").encode())
+    assert adopted["source_sha256"] == source_sha.hexdigest()
     assert adopted["decision"] == {
         "action": "approved", "by": "alice", "at": "2026-11-26T08:20:00Z",
         "reason": "clearly better", "edited": True,
+        "source_sha256": source_sha.hexdigest(), "approved_sha256": source_sha.hexdigest(),
     }  # fmt: skip
     run_json = json.loads(git(store.path, "show", f"stop/{RID}:run.json"))
     assert run_json["task"] == "parity_noise" and run_json["run_id"] == RID

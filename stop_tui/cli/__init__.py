@@ -24,11 +24,15 @@ COMMANDS: list[str] = [
     "replay",
     "export",
     "import",
+    "verify",
     "eval",
     "tasks",
     "transfer",
     "doctor",
     "open",
+    "sweep",
+    "sweeps",
+    "report",
 ]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from stop_tui.cli.store_view import add_workspace_option, open_store
+from stop_tui.untrusted import visible
 
 
 def register(subparsers: Any) -> None:
@@ -22,5 +23,5 @@ def handle(args: argparse.Namespace) -> int:
     store = open_store(args, create=True)
     for rid in store.import_bundle(args.file):
         n = len(store.list_steps(rid))
-        print(f"imported run {rid} ({n} improvers) into {store.path}")
+        print(visible(f"imported run {rid} ({n} improvers) into {store.path}"))
     return 0

@@ -1,4 +1,4 @@
-"""``stop-tui replay RUN``: re-execute a saved run offline and check every score."""
+"""``stop-tui replay RUN``: re-execute a saved run offline and check every score and source."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="re-run a saved run offline from its transcripts and check every score",
         description="Replay a run with no network: LM responses from the recorded "
         "transcripts, approvals from the recorded decisions, the same seeds. Stops at "
-        "the first score that differs.",
+        "the first score or reproduced source that differs from the committed one; refuses "
+        "a run whose history does not verify ('stop-tui verify RUN').",
     )
     parser.add_argument("run_id", metavar="RUN")
     parser.add_argument(
@@ -60,9 +61,12 @@ def handle(args: argparse.Namespace) -> int:
     console.print(table)
     if report.new_run:
         console.print(rich_text(f"replay written as run {report.new_run}"))
+    if report.legacy:
+        console.print(Text("sources: unverifiable: recorded before source hashes"))
     if report.ok:
         console.print(
-            f"[green]every score matches[/] ({len(report.steps)} meta-utility evaluations)"
+            f"[green]every score matches[/] ({len(report.steps)} meta-utility evaluations); "
+            f"every reproduced source matches its commit ({report.sources_matched} sources)"
         )
         return 0
     console.print(

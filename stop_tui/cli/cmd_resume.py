@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Continue a run from its last committed step. LM responses already "
         "paid for are served from the run's transcript, not bought again.",
     )
-    parser.add_argument("run_id", metavar="RUN")
+    parser.add_argument("run_id", metavar="RUN", help="run id, or a sweep id (sweep-...)")
     parser.add_argument("--generations", type=int, help="raise the run's number of generations")
     parser.add_argument("--approve", choices=APPROVE_CHOICES, default=None)
     parser.add_argument(
@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.run_id.startswith("sweep-"):
+        from stop_tui.cli.cmd_sweep import resume
+
+        return resume(args)
     overrides, ask = approval_settings(args.approve)
     settings = saved_run_settings(args, args.run_id)
     from stop_tui.cli.headless import interactive

@@ -18,7 +18,11 @@ def register(subparsers: Any) -> None:
         "show",
         help="show a run's generations and candidates, or one generation's record and source",
     )
-    p.add_argument("run", metavar="RUN", help="run id (see 'stop-tui runs')")
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        help="run id (see 'stop-tui runs'), or a sweep id (see 'stop-tui sweeps')",
+    )
     p.add_argument(
         "gen",
         metavar="GEN",
@@ -31,6 +35,10 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.run.startswith("sweep-") and args.gen is None:
+        from stop_tui.cli.cmd_sweeps import show
+
+        return show(args)
     store = open_store(args)
     store.require_run(args.run)
     out = console()

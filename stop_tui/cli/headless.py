@@ -95,40 +95,10 @@ class HeadlessView:
                 request.resolve(Decision.reject(human_identity(), reason))
 
     def _prompt(self, candidate: bool) -> str:
-        question = "approve [a], reject [r REASON]"
-        keys: tuple[str, ...] = ("a", "r")
-        if candidate:
-            question += ", approve the rest of this generation [g]"
-            keys = ("a", "r", "g")
-        while True:
-            try:
-                line = input(question + ": ")
-            except EOFError:
-                return "r no terminal answer (end of input)"
-            line = line.strip()
-            if line[:1].lower() in keys:
-                return line[:1].lower() + line[1:]
+        return terminal_answer(candidate)
 
     def show_request(self, request: ApprovalRequest) -> None:
-        what = "candidate" if request.index is not None else "adoption of the returned improver"
-        self.console.rule(
-            Text(
-                f"approval: generation {request.generation}, {what} "
-                f"{request.index if request.index is not None else ''}"
-            )
-        )
-        diff = unified(request.parent_source, request.source, "parent improver", "candidate")
-        self.console.print(rich_diff(diff, empty="(no change)"))
-        for warning in review_warnings(request.source):
-            self.console.print(Text(warning, style="bold red"))
-        if request.flags:
-            self.console.print(Text("audit flags:", style="bold red"))
-            for flag in request.flags:
-                self.console.print(rich_text(f"  • {flag}", "red"))
-        else:
-            self.console.print(Text("audit: nothing flagged", style="green"))
-        allowed = ", ".join(f"{k}: {v}" for k, v in request.allowances.items())
-        self.console.print(rich_text(f"if approved it may use: {allowed}", "dim"))
+        show_request(self.console, request)
 
     # -- events
 
@@ -259,6 +229,49 @@ class HeadlessView:
                 rich_text(outcomes.get(row.status, "unfinished").format(reason=row.reason)),
             )
         return table
+
+
+def show_request(console: Console, request: ApprovalRequest, label: str = "") -> None:
+    """An approval request at the terminal: what, the diff, the audit, the allowances."""
+    what = "candidate" if request.index is not None else "adoption of the returned improver"
+    where = f"{label}: " if label else ""
+    title = (
+        f"approval: {where}generation {request.generation}, {what} "
+        f"{request.index if request.index is not None else ''}"
+    )
+    if label:  # a rule would cut a long label to the terminal's width
+        console.rule()
+        console.print(rich_text(title, "bold"))
+    else:
+        console.rule(rich_text(title))
+    diff = unified(request.parent_source, request.source, "parent improver", "candidate")
+    console.print(rich_diff(diff, empty="(no change)"))
+    for warning in review_warnings(request.source):
+        console.print(Text(warning, style="bold red"))  # our words, escapes already made
+    if request.flags:
+        console.print(Text("audit flags:", style="bold red"))
+        for flag in request.flags:
+            console.print(rich_text(f"  • {flag}", "red"))
+    else:
+        console.print(Text("audit: nothing flagged", style="green"))
+    allowed = ", ".join(f"{k}: {v}" for k, v in request.allowances.items())
+    console.print(rich_text(f"if approved it may use: {allowed}", "dim"))
+
+
+def terminal_answer(candidate: bool) -> str:
+    question = "approve [a], reject [r REASON]"
+    keys: tuple[str, ...] = ("a", "r")
+    if candidate:
+        question += ", approve the rest of this generation [g]"
+        keys = ("a", "r", "g")
+    while True:
+        try:
+            line = input(question + ": ")
+        except EOFError:
+            return "r no terminal answer (end of input)"
+        line = line.strip()
+        if line[:1].lower() in keys:
+            return line[:1].lower() + line[1:]
 
 
 async def drive(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,7 @@ from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
 from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
 from stop_tui.lm.types import Backend
 from stop_tui.sandbox.api import Limits, Sandbox
+from stop_tui.store.records import sha256_hex
 from stop_tui.tasks.evaluate import rng_seed_for, solution_limits
 from stop_tui.tasks.registry import Task, get_task
 
@@ -85,7 +87,7 @@ class StopRun:
         bus: EventBus | None = None,
         gate: Gate | None = None,
         task: Task | None = None,
-        decisions: Callable[[int, int | None, str], Decision | None] | None = None,
+        decisions: Callable[[int, int | None, str, str], Decision | None] | None = None,
     ) -> None:
         self.config = config
         self.sandbox = sandbox
@@ -260,10 +262,14 @@ class StopRun:
                 )
             )
         decision: Decision | None = None
+        digest = source_hash(source)
         if self.recorded_decisions is not None:
-            decision = self.recorded_decisions(generation, index, purpose.value)
+            # Matched by the sha256 of the source, never by position alone; a replay whose
+            # recorded decision names another source aborts the run (checkpoint below).
+            decision = self.recorded_decisions(generation, index, purpose.value, digest)
+            await self.checkpoint()
         if decision is None and purpose is Purpose.CANDIDATE:
-            decision = self._approved_sources.get((generation, source_hash(source)))
+            decision = self._approved_sources.get((generation, digest))
         if decision is None:
             request = ApprovalRequest(
                 run_id=self.run_id,
@@ -279,6 +285,12 @@ class StopRun:
             request_id = request.request_id
         else:
             request_id = "recorded"
+        # Bound to the full sha256 of the source decided and of the source it lets run.
+        approved = ""
+        if decision.approved:
+            edited = decision.edited_source
+            approved = sha256_hex(edited) if edited is not None else digest
+        decision = dataclasses.replace(decision, source_sha256=digest, approved_sha256=approved)
         self.bus.publish(
             ApprovalDecided(
                 run_id=self.run_id,
@@ -292,7 +304,7 @@ class StopRun:
             )
         )
         if decision.approved and purpose is Purpose.CANDIDATE and not decision.edited:
-            self._approved_sources[(generation, source_hash(source))] = decision
+            self._approved_sources[(generation, digest)] = decision
         return decision
 
     def allowances(self) -> dict[str, Any]:
@@ -373,6 +385,7 @@ class StopRun:
         if self._abort is not None:
             raise RunAborted(str(self._abort))
         returned = outcome.result
+        proposed = returned
         reason = ""
         adopted = False
         result: MetaResult | None = None
@@ -406,13 +419,17 @@ class StopRun:
                 else:
                     reason = "the returned improver scored 0 (kept the previous improver)"
         step = result_to_step(result, returned or improver, decision)
+        next_improver = returned if adopted and returned is not None else improver
+        if proposed is not None and proposed != next_improver:
+            step.extra["proposed_source"] = proposed  # what the decision was about
+        if decision is not None and decision.edited_source is not None and not adopted:
+            step.extra["edited_source"] = decision.edited_source  # approved, then not kept
         step.flags = flags
         step.summary = summarize(returned) if returned and adopted else ""
         step.extra["improver_stdout"] = outcome.stdout[-4000:]
         step.extra["improver_stderr"] = outcome.stderr[-4000:]
         step.extra["meta_utility_calls"] = meta_uses
         step.extra["reason"] = reason
-        next_improver = returned if adopted and returned is not None else improver
         commit = self.recorder.generation_done(generation, next_improver, step, adopted)
         self.bus.publish(
             GenerationFinished(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,12 +30,14 @@ from stop_tui.engine.recorder import TestResult
 from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
 from stop_tui.lm.budget import LanguageModel
 from stop_tui.sandbox.api import Limits, Sandbox
+from stop_tui.store.records import sha256_hex
 from stop_tui.tasks.evaluate import EvalResult, evaluate, rng_seed_for
 from stop_tui.tasks.registry import Task
 
 
 def source_hash(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    """A source's identity: its full sha256 (approval dedup, the evaluation cache, resume)."""
+    return sha256_hex(source)
 
 
 def mean(values: list[float]) -> float:

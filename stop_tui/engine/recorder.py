@@ -9,7 +9,6 @@ tests).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,10 @@ from stop_tui.engine.approval import Decision
 from stop_tui.engine.audit import Flag
 from stop_tui.engine.config import RunConfig
 from stop_tui.store import records as store_records
+from stop_tui.store.integrity import presented_source
+from stop_tui.store.records import sha256_hex
 from stop_tui.store.store import RunStore, RunWriter
+from stop_tui.store.verify import check_resumable
 
 
 @dataclass
@@ -78,10 +80,6 @@ class StartInfo:
 class PriorCandidate:
     source_hash: str
     meta_utility: float
-
-
-def _hash(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 class Recorder(Protocol):
@@ -264,6 +262,8 @@ class StoreRecorder:
     def start(self, config: RunConfig) -> StartInfo:
         self.run_id = config.run_id
         if self.resume:
+            # Never continue from forged code: every committed source must match its hash.
+            check_resumable(self.store, config.run_id)
             self.writer = self.store.open_run(config.run_id, command=self.command)
             self.transcript = WorkTranscript(work_transcript_path(self.store, self.run_id))
             tip = self.writer.tip
@@ -344,19 +344,22 @@ class StoreRecorder:
             and info.candidate is not None
         ]
         records = self.store.get_records(info.commit for info in infos)
-        for info, record in zip(infos, records, strict=True):
-            if record is None or info.candidate is None:
+        sources = self.store.git.cat_batch(f"{info.commit}:improver.py" for info in infos)
+        for info, record, source in zip(infos, records, sources, strict=True):
+            if record is None or info.candidate is None or source is None:
                 continue
-            proposed = record.extra.get("proposed_hash")
-            if isinstance(proposed, str) and record.meta_utility is not None:
-                found[info.candidate] = PriorCandidate(proposed, record.meta_utility)
+            if "proposed_hash" in record.extra and record.meta_utility is not None:
+                # The identity of what was proposed, computed from the committed text (full
+                # sha256; runs recorded with 64-bit hashes resume the same way).
+                proposed = presented_source(record, source.decode())
+                found[info.candidate] = PriorCandidate(sha256_hex(proposed), record.meta_utility)
         return found
 
     def candidate_done(
         self, generation: int, index: int, proposed: str, source: str, step: StepResult
     ) -> str | None:
         assert self.transcript is not None
-        step.extra["proposed_hash"] = _hash(proposed)
+        step.extra["proposed_hash"] = sha256_hex(proposed)
         if proposed != source:
             step.extra["proposed_source"] = proposed
         record = self._record(generation, "candidate", index, step)

@@ -18,13 +18,21 @@ from stop_tui.engine.approval import Decision, Gate
 from stop_tui.engine.config import RunConfig
 from stop_tui.engine.events import EventBus, MetaUtilityEvaluated
 from stop_tui.engine.loop import StopRun
-from stop_tui.engine.recorder import MemoryRecorder, Recorder, StoreRecorder
+from stop_tui.engine.recorder import (
+    MemoryRecorder,
+    PriorCandidate,
+    Recorder,
+    StartInfo,
+    StepResult,
+    StoreRecorder,
+)
 from stop_tui.errors import UserError
 from stop_tui.lm.replay import ReplayBackend
 from stop_tui.lm.types import Backend
 from stop_tui.sandbox.api import Sandbox
-from stop_tui.store.records import now_iso
+from stop_tui.store.records import now_iso, sha256_hex
 from stop_tui.store.store import RunStore, new_run_id
+from stop_tui.store.verify import check_resumable
 
 
 @dataclass
@@ -55,6 +63,10 @@ class ReplayReport:
     divergence: str | None = None
     status: str = ""
     new_run: str | None = None
+    #: Steps whose reproduced source was compared with (and matched) the committed one.
+    sources_matched: int = 0
+    #: The run was recorded before source hashes (decisions matched by position).
+    legacy: bool = False
 
     @property
     def ok(self) -> bool:
@@ -65,55 +77,151 @@ class Diverged(Exception):
     pass
 
 
+StepKey = tuple[str, int, int | None]  # ("seed"|"candidate"|"generation", generation, index)
+
+
 @dataclass
 class RecordedRun:
     config: RunConfig
     seed_improver: str
     transcript: list[dict[str, Any]]
     scores: dict[tuple[int, int | None], tuple[float | None, list[float]]]
-    decisions: dict[tuple[int, int | None, str], Decision]
+    #: Recorded decisions by (generation, purpose, sha256 of the source decided): a replay
+    #: matches a decision to the source it approved, never by position alone.
+    decisions: dict[tuple[int, str, str], list[Decision]] = field(default_factory=dict)
+    #: The same decisions by position (generation, index, purpose): to report a decision
+    #: whose source differs from the one the replay proposes there.
+    decisions_at: dict[tuple[int, int | None, str], Decision] = field(default_factory=dict)
+    #: sha256 of every committed source (recomputed from improver.py), by step.
+    sources: dict[StepKey, str] = field(default_factory=dict)
+    #: The run was recorded before source hashes: decisions match by position.
+    legacy: bool = False
+
+
+def _step_key(kind: str, generation: int, index: int | None) -> StepKey:
+    if kind == "seed":
+        return ("seed", 0, None)
+    if kind == "candidate":
+        return ("candidate", generation, index)
+    return ("generation", generation, None)
+
+
+def step_label(key: StepKey) -> str:
+    kind, generation, index = key
+    if kind == "seed":
+        return "seed"
+    return f"gen {generation}" + (f" candidate {index}" if kind == "candidate" else "")
 
 
 def load_recorded(store: RunStore, run_id: str) -> RecordedRun:
+    """Read a run for replay; refuse (one line) a run whose history does not verify
+    (a source that does not match its hash, a decision bound to another source, ...)."""
     store.require_run(run_id)
+    check_resumable(store, run_id, doing="replayed")
     steps = store.list_steps(run_id)
     seed_commit = next((s for s in steps if s.kind == "seed"), None)
     if seed_commit is None:
         raise UserError(f"run {run_id} has no seed commit", hint="it cannot be replayed")
     settings = dict(store.get_config(run_id).settings)
     config = RunConfig.from_dict(settings)
+    # A run continued with 'resume --generations N' has more generations than it started
+    # with: the replay reproduces every committed one.
+    committed = max((s.generation for s in steps), default=0)
+    if committed > config.generations:
+        config = config.replace(generations=committed)
     seed_improver = store.get_source(
         next(s for s in reversed(steps) if s.kind == "seed" and s.parent is None).commit
     )
-    transcript: list[dict[str, Any]] = []
-    scores: dict[tuple[int, int | None], tuple[float | None, list[float]]] = {}
-    decisions: dict[tuple[int, int | None, str], Decision] = {}
+    recorded = RecordedRun(config, seed_improver, [], {})
     commits = list(dict.fromkeys(step.commit for step in steps))
-    # Two bulk reads (one git process each), not two processes per commit.
+    # Three bulk reads (one git process each), not processes per commit.
     records = store.get_records(commits)
-    for commit, record, lines in zip(commits, records, store.get_transcripts(commits), strict=True):
+    sources = store.git.cat_batch(f"{c}:improver.py" for c in commits)
+    transcripts = store.get_transcripts(commits)
+    recorded.legacy = not any(r is not None and r.source_sha256 for r in records)
+    for record, raw, lines in zip(records, sources, transcripts, strict=True):
         if record is None:
             continue
-        transcript.extend(lines)
+        recorded.transcript.extend(lines)
+        source = (raw or b"").decode()
         index = record.candidate if record.kind == "candidate" else None
+        recorded.sources[_step_key(record.kind, record.generation, index)] = sha256_hex(source)
         rejected = (
             record.kind == "candidate"
             and record.decision is not None
             and record.decision.action == "rejected"
         )
         if record.meta_utility is not None and not rejected:
-            scores[(record.generation, index)] = (
+            recorded.scores[(record.generation, index)] = (
                 record.meta_utility,
                 [t.val for t in record.tests if t.val is not None],
             )
         if record.decision is not None and record.kind != "seed":
             purpose = "candidate" if record.kind == "candidate" else "adoption"
             d = record.decision
-            edited_source = store.get_source(commit) if d.edited else None
-            decisions[(record.generation, index, purpose)] = Decision(
-                d.action, f"recorded:{d.by}", now_iso(), d.reason, d.edited, edited_source
+            edited_source = None
+            if d.edited:
+                kept = record.extra.get("edited_source")
+                edited_source = kept if isinstance(kept, str) else source
+            decision = Decision(
+                d.action,
+                f"recorded:{d.by}",
+                now_iso(),
+                d.reason,
+                d.edited,
+                edited_source,
+                source_sha256=d.source_sha256,
             )
-    return RecordedRun(config, seed_improver, transcript, scores, decisions)
+            recorded.decisions_at[(record.generation, index, purpose)] = decision
+            if d.source_sha256:
+                key = (record.generation, purpose, d.source_sha256)
+                recorded.decisions.setdefault(key, []).append(decision)
+    return recorded
+
+
+class CheckedRecorder:
+    """The replay's recorder, wrapped: every step's source must be the committed one."""
+
+    def __init__(self, inner: Recorder, check: Callable[[StepKey, str], bool]) -> None:
+        self._inner = inner
+        self._check = check
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
+
+    def start(self, config: RunConfig) -> StartInfo:
+        return self._inner.start(config)
+
+    def seed_scored(self, improver: str, step: StepResult) -> str | None:
+        if not self._check(("seed", 0, None), improver):
+            return None
+        return self._inner.seed_scored(improver, step)
+
+    def committed_candidates(self, generation: int) -> dict[int, PriorCandidate]:
+        return self._inner.committed_candidates(generation)
+
+    def candidate_done(
+        self, generation: int, index: int, proposed: str, source: str, step: StepResult
+    ) -> str | None:
+        if not self._check(("candidate", generation, index), source):
+            return None
+        return self._inner.candidate_done(generation, index, proposed, source, step)
+
+    def generation_done(
+        self, generation: int, improver: str, step: StepResult, adopted: bool
+    ) -> str | None:
+        if not self._check(("generation", generation, None), improver):
+            return None
+        return self._inner.generation_done(generation, improver, step, adopted)
+
+    def finish(self, status: str, message: str) -> tuple[int, float] | None:
+        return self._inner.finish(status, message)
 
 
 async def replay(
@@ -132,7 +240,7 @@ async def replay(
     each meta-utility evaluation as it is compared."""
     if recorded is None:
         recorded = load_recorded(store, run_id)
-    report = ReplayReport(run_id=run_id)
+    report = ReplayReport(run_id=run_id, legacy=recorded.legacy)
     bus = bus or EventBus()
     replay_backend = backend or ReplayBackend(recorded.transcript)
     config = recorded.config
@@ -144,14 +252,53 @@ async def replay(
     else:
         recorder = MemoryRecorder(recorded.seed_improver)
 
-    def decisions(generation: int, index: int | None, purpose: str) -> Decision | None:
-        return recorded.decisions.get((generation, index, purpose))
+    def diverge(message: str) -> None:
+        if report.divergence is None:
+            report.divergence = message
+            run.abort(Diverged(message))
+
+    reproduced: set[StepKey] = set()
+
+    def same_source(key: StepKey, source: str) -> bool:
+        reproduced.add(key)
+        committed = recorded.sources.get(key)
+        replayed = sha256_hex(source)
+        if committed is None:
+            diverge(f"{step_label(key)}: the replay produced a step the run never committed")
+            return False
+        if committed != replayed:
+            diverge(
+                f"{step_label(key)}: the replay reproduced source sha256 {replayed[:16]}…, "
+                f"the committed source is {committed[:16]}…"
+            )
+            return False
+        report.sources_matched += 1
+        return True
+
+    def decisions(generation: int, index: int | None, purpose: str, digest: str) -> Decision | None:
+        queue = recorded.decisions.get((generation, purpose, digest))
+        if queue:
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+        at = recorded.decisions_at.get((generation, index, purpose))
+        if at is None:
+            return None
+        if recorded.legacy or not at.source_sha256:
+            return at  # recorded before hashes: by position, unverifiable
+        where = step_label(
+            ("candidate" if purpose == "candidate" else "generation", generation, index)
+        )
+        diverge(
+            f"{where}: the recorded {purpose} decision ({'approved' if at.approved else 'rejected'}) "
+            f"names source sha256 {at.source_sha256[:16]}…, the replay proposed {digest[:16]}…; "
+            "refused"
+        )
+        return Decision.reject("replay:refused", "the recorded decision names another source")
 
     run = StopRun(
         config.replace(approval="auto"),
         sandbox=sandbox,
         backend=replay_backend,
-        recorder=recorder,
+        recorder=CheckedRecorder(recorder, same_source),
         bus=bus,
         gate=Gate(config.policy),
         decisions=decisions,
@@ -173,13 +320,12 @@ async def replay(
         report.steps.append(step)
         if on_step is not None:
             on_step(step)
-        if not step.matches and report.divergence is None:
-            report.divergence = (
+        if not step.matches:
+            diverge(
                 f"{step.label}: recorded meta-utility {step.recorded} "
                 f"(tests {step.recorded_tests}), replay gave {step.replayed} "
                 f"(tests {step.replayed_tests})"
             )
-            run.abort(Diverged(report.divergence))
 
     bus.on(check)
     task = asyncio.ensure_future(run.run())
@@ -187,4 +333,10 @@ async def replay(
     if report.divergence is None and report.status == "failed":
         errors = [e for e in bus.history if getattr(e, "kind", "") == "engine_error"]
         report.divergence = errors[-1].message if errors else "the replay failed"  # type: ignore[attr-defined]
+    if report.divergence is None:
+        missing = sorted(set(recorded.sources) - reproduced, key=lambda k: (k[1], k[0], k[2] or 0))
+        if missing:
+            report.divergence = (
+                f"{step_label(missing[0])}: committed in the run, never reproduced by the replay"
+            )
     return report

@@ -9,6 +9,7 @@ run store; ``prepare_resume`` does the same for a saved run. Both front ends
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from stop_tui.config import Settings, make_run_backend
@@ -76,12 +77,14 @@ class Prepared:
     backend: Backend
     sandbox: Sandbox
     store: RunStore
+    owns_sandbox: bool = True  # False: shared with other runs (a sweep), closed by its owner
 
     async def close(self) -> None:
         try:
             await self.backend.aclose()
         finally:
-            await self.sandbox.close()
+            if self.owns_sandbox:
+                await self.sandbox.close()
 
 
 def open_store(settings: Settings) -> RunStore:
@@ -105,16 +108,21 @@ def prepare_run(
     serial: bool = False,
     command: str = "run",
     run_id: str | None = None,
+    sandbox: Sandbox | None = None,
+    recorder: Callable[..., StoreRecorder] = StoreRecorder,
 ) -> Prepared:
+    """A new run. ``sandbox``: share one (a sweep's cells do; the caller closes it);
+    ``recorder``: the StoreRecorder class or a factory with its signature."""
     config = run_config(settings, default_policy=default_policy, run_id=run_id).replace(
         serial=serial
     )
     store = open_store(settings)
-    sandbox = Sandbox(unsafe=unsafe)
+    owns = sandbox is None
+    sandbox = sandbox or Sandbox(unsafe=unsafe)
     backend = _backend(settings, store, config.run_id, resume=False, serial=serial)
-    recorder = StoreRecorder(store, seed_improver(), command=command)
-    run = StopRun(config, sandbox=sandbox, backend=backend, recorder=recorder, bus=bus, gate=gate)
-    return Prepared(run, backend, sandbox, store)
+    writer = recorder(store, seed_improver(), command=command)
+    run = StopRun(config, sandbox=sandbox, backend=backend, recorder=writer, bus=bus, gate=gate)
+    return Prepared(run, backend, sandbox, store, owns_sandbox=owns)
 
 
 def prepare_resume(
@@ -125,6 +133,8 @@ def prepare_resume(
     gate: Gate | None = None,
     bus: EventBus | None = None,
     generations: int | None = None,
+    sandbox: Sandbox | None = None,
+    recorder: Callable[..., StoreRecorder] = StoreRecorder,
 ) -> Prepared:
     """Continue a saved run from its last committed step. LM responses already paid
     for (in the run's work transcript) are served again instead of being re-bought."""
@@ -156,8 +166,9 @@ def prepare_resume(
             "demo_latency": config.demo_latency,
         }
     )
-    sandbox = Sandbox(unsafe=unsafe)
+    owns = sandbox is None
+    sandbox = sandbox or Sandbox(unsafe=unsafe)
     backend = _backend(run_settings, store, run_id, resume=True, serial=config.serial)
-    recorder = StoreRecorder(store, seed_improver(), resume=True, command="resume")
-    run = StopRun(config, sandbox=sandbox, backend=backend, recorder=recorder, bus=bus, gate=gate)
-    return Prepared(run, backend, sandbox, store)
+    writer = recorder(store, seed_improver(), resume=True, command="resume")
+    run = StopRun(config, sandbox=sandbox, backend=backend, recorder=writer, bus=bus, gate=gate)
+    return Prepared(run, backend, sandbox, store, owns_sandbox=owns)

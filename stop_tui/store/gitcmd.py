@@ -99,6 +99,26 @@ class Git:
         proc = self.run(["rev-parse", "--verify", "--quiet", spec], check=False)
         return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
+    def cat_check(self, specs: Iterable[str]) -> list[tuple[str, int] | None]:
+        """(type, size) of many objects in ONE process (``cat-file --batch-check``)."""
+        specs = list(specs)
+        if not specs:
+            return []
+        for s in specs:
+            if "\n" in s:
+                raise ValueError(f"bad object name {s!r}")
+        out = self.run(
+            ["cat-file", "--batch-check"], input="".join(s + "\n" for s in specs).encode()
+        ).stdout.decode()
+        results: list[tuple[str, int] | None] = []
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[2].isdigit():
+                results.append((parts[1], int(parts[2])))
+            else:
+                results.append(None)
+        return results
+
     def cat_batch(self, specs: Iterable[str]) -> list[bytes | None]:
         """Contents of many objects in ONE process (``cat-file --batch``); None when missing."""
         specs = list(specs)
@@ -122,3 +142,37 @@ class Git:
             results.append(out[pos : pos + size])
             pos += size + 1  # content is followed by a newline
         return results
+
+
+#: The user's git settings that decide whether and how commits are signed; nothing else of
+#: the user's configuration reaches the store.
+SIGNING_KEYS_RE = r"^(commit\.gpgsign|user\.signingkey|gpg\..*)$"
+
+
+def user_signing_config() -> list[str]:
+    """``-c key=value`` arguments carrying the user's signing settings (global and system
+    git config, as plain ``git config`` sees them), or [] when the user does not sign.
+    Signing is on when ``commit.gpgsign`` is true or ``user.signingkey`` is set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
+    proc = subprocess.run(
+        [git_executable(), "config", "--null", "--get-regexp", SIGNING_KEYS_RE],
+        capture_output=True,
+        env=env,
+        cwd="/",  # outside any repository: only the user's global and system settings
+        check=False,
+    )
+    if proc.returncode != 0:
+        return []
+    settings: dict[str, str] = {}
+    for item in proc.stdout.decode(errors="replace").split("\0"):
+        key, _, value = item.partition("\n")
+        if key:
+            settings[key.lower()] = value
+    gpgsign = settings.get("commit.gpgsign", "").lower() in ("true", "yes", "on", "1")
+    if not gpgsign and not settings.get("user.signingkey"):
+        return []
+    args: list[str] = []
+    for key, value in settings.items():
+        if key != "commit.gpgsign":
+            args += ["-c", f"{key}={value}"]
+    return args

@@ -9,6 +9,7 @@ JSON that lands in ``run.json``, ``record.json`` and ``state.json``.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +24,12 @@ STATUSES: tuple[str, ...] = ("running", "paused", "finished", "failed", "cancell
 def now_iso() -> str:
     """The current UTC time, ISO 8601 with seconds (``2026-11-26T08:15:00Z``)."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sha256_hex(data: str | bytes) -> str:
+    """The full SHA-256 of a text (UTF-8) or bytes, 64 hex digits: the identity of a source
+    everywhere (records, decisions, approval dedup, the evaluation cache, replay)."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
 def _opt_float(value: Any) -> float | None:
@@ -66,6 +73,11 @@ class Decision:
     edited: bool = False  # the person edited the source before approving
     #: The edited source itself, in memory only: the step's commit holds what ran.
     edited_source: str | None = field(default=None, repr=False, compare=False)
+    #: sha256 of the source the decision was about (what the reviewer was shown). Filled by
+    #: the store when empty: the step's ``extra["proposed_source"]`` if any, else its source.
+    source_sha256: str = ""
+    #: sha256 of the source the decision let run: the edited source when edited, else the same.
+    approved_sha256: str = ""
 
     @classmethod
     def approve(cls, by: str, reason: str = "", edited_source: str | None = None) -> Decision:
@@ -95,6 +107,8 @@ class Decision:
             at=str(data.get("at", "")),
             reason=str(data.get("reason", "")),
             edited=bool(data.get("edited", False)),
+            source_sha256=str(data.get("source_sha256", "")),
+            approved_sha256=str(data.get("approved_sha256", "")),
         )
 
     def trailer(self) -> str:
@@ -154,6 +168,12 @@ class StepRecord:
     run_id: str = ""  # filled by the store
     created: str = ""  # filled by the store
     extra: dict[str, Any] = field(default_factory=dict)  # anything else the engine wants kept
+    #: Filled by the store from what it commits (a record that says otherwise is forged):
+    #: sha256 of improver.py; sha256 of transcript.jsonl and of every solutions/ file; the
+    #: transcript's line count and token usage. Empty in runs recorded before hashes.
+    source_sha256: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    transcript_usage: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -181,6 +201,11 @@ class StepRecord:
             run_id=str(data.get("run_id", "")),
             created=str(data.get("created", "")),
             extra=dict(data.get("extra") or {}),
+            source_sha256=str(data.get("source_sha256", "")),
+            files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
+            transcript_usage={
+                str(k): int(v) for k, v in (data.get("transcript_usage") or {}).items()
+            },
         )
 
 

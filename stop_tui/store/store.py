@@ -35,7 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from stop_tui.errors import UserError
-from stop_tui.store.gitcmd import Git, GitError, base_env, git_executable
+from stop_tui.store.gitcmd import Git, GitError, base_env, git_executable, user_signing_config
+from stop_tui.store.integrity import (
+    SOLUTION_NAME_RE,
+    fill_hashes,
+    fmt_num,
+    one_line,
+    parse_trailers,
+    step_trailers,
+)
 from stop_tui.store.lock import RunLock, read_holder
 from stop_tui.store.records import (
     KINDS,
@@ -47,14 +55,12 @@ from stop_tui.store.records import (
     StepRecord,
     now_iso,
 )
-from stop_tui.untrusted import replace_hidden
 
 DEFAULT_WORKSPACE = "stop-runs"
 WORKSPACE_ENV = "STOP_TUI_WORKSPACE"
 MARKER_KEY = "stop-tui.workspace"
 ZERO = "0" * 40
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-SOLUTION_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SHOW_RUNS_HINT = "see 'stop-tui runs' for the runs in this workspace"
 
 
@@ -92,14 +98,8 @@ def candidate_ref(run_id: str, generation: int, index: int) -> str:
 # ----------------------------------------------------------------------------- messages
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    # commit text is printed raw by plain git: no control or invisible character in it
-    line = replace_hidden(" ".join(str(text).split()))
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _fmt_num(value: float | None) -> str:
-    return "none" if value is None else f"{value:.6g}"
+_one_line = one_line
+_fmt_num = fmt_num
 
 
 def _parse_num(value: str | None) -> float | None:
@@ -118,10 +118,6 @@ def _parse_int(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         return None
-
-
-def _flag_text(flag: str) -> str:
-    return _one_line(flag, 120).replace(",", ";")
 
 
 def commit_subject(rec: StepRecord, parent_meta: float | None) -> str:
@@ -145,20 +141,7 @@ def commit_message(rec: StepRecord, task: str, parent_meta: float | None) -> str
         body.append(f"Decision: {_one_line(rec.decision.reason, 500)}")
     if rec.flags:
         body.append("Flags: " + "; ".join(_one_line(f, 200) for f in rec.flags))
-    trailers = [
-        ("Stop-Run", rec.run_id),
-        ("Stop-Generation", str(rec.generation)),
-        ("Stop-Kind", rec.kind),
-        ("Stop-Candidate", "none" if rec.candidate is None else str(rec.candidate)),
-        ("Stop-Meta-Utility", _fmt_num(rec.meta_utility)),
-        ("Stop-Test-Utility", _fmt_num(rec.test_utility)),
-        ("Stop-Decision", _one_line(rec.decision.trailer(), 120) if rec.decision else "none"),
-        ("Stop-Model", _one_line(rec.model, 120) or "none"),
-        ("Stop-Task", _one_line(task, 120) or "none"),
-        ("Stop-Flags", ", ".join(_flag_text(f) for f in rec.flags) or "none"),
-    ]
-    if rec.adopted_from:
-        trailers.append(("Stop-Adopted-From", rec.adopted_from))
+    trailers = step_trailers(rec, task)
     parts = [commit_subject(rec, parent_meta)]
     if body:
         parts.append("\n".join(body))
@@ -189,15 +172,6 @@ def _opt_cost(budget: Mapping[str, Any]) -> float | None:
         return None if cost is None else float(cost)
     except (TypeError, ValueError):
         return None
-
-
-def parse_trailers(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.startswith("Stop-"):
-            out[key.strip()] = value.strip()
-    return out
 
 
 def _split_flags(value: str | None) -> list[str]:
@@ -240,6 +214,7 @@ class RunStore:
         self.git_dir = self.path / ".git"
         self.lock_dir = self.git_dir / "stop-locks"
         self._git: Git | None = None
+        self._signing: list[str] | None = None
         if self._is_workspace():
             return
         if self.path.exists():
@@ -284,6 +259,12 @@ class RunStore:
         git.run(["config", MARKER_KEY, "1"])
         git.run(["config", "gc.auto", "0"])  # never repack behind a writer's back
         self.lock_dir.mkdir(exist_ok=True)
+
+    def signing_args(self) -> list[str]:
+        """``-c`` arguments with the user's commit-signing settings ([] when not signing)."""
+        if self._signing is None:
+            self._signing = user_signing_config()
+        return self._signing
 
     @property
     def exists(self) -> bool:
@@ -720,6 +701,12 @@ class RunStore:
                     f"could not read {bundle}: " + _one_line(unb.stderr.decode(errors="replace")),
                     hint="export the run again",
                 )
+            # Every incoming commit is checked before any ref moves (the unbundled objects
+            # stay unreferenced when the bundle is refused).
+            from stop_tui.store.verify import check_import
+
+            for rid, refs in sorted(incoming.items()):
+                check_import(self.git, bundle, rid, refs)
             updates: list[tuple[str, str, str]] = []
             for rid, refs in sorted(incoming.items()):
                 updates += self._plan_import(rid, refs)
@@ -992,11 +979,13 @@ class RunWriter:
         for name in sols:
             if not SOLUTION_NAME_RE.match(name):
                 raise ValueError(f"bad solution file name {name!r}")
+        source_bytes, transcript_data = source.encode(), _transcript_bytes(transcript)
+        fill_hashes(rec, source_bytes, transcript_data, {n: t.encode() for n, t in sols.items()})
         files: list[tuple[str, bytes]] = [
-            ("improver.py", source.encode()),
+            ("improver.py", source_bytes),
             ("run.json", self._config_blob),
             ("record.json", _json_bytes(rec.to_json())),
-            ("transcript.jsonl", _transcript_bytes(transcript)),
+            ("transcript.jsonl", transcript_data),
         ]
         contents = [data for _, data in files] + [s.encode() for s in sols.values()]
         if state is not None:
@@ -1015,10 +1004,22 @@ class RunWriter:
             entries.append(f"040000 tree {sol_tree}\tsolutions")
         tree = self.git.line(["mktree"], input=("\n".join(entries) + "\n").encode())
         msg = commit_message(rec, self.config.task, self._parent_meta(parent))
-        args = ["commit-tree", "--no-gpg-sign", tree]
+        # A decision commit is signed when the user's git is configured to sign commits.
+        signing = self.store.signing_args() if rec.decision is not None else []
+        args = [*signing, "commit-tree", "-S" if signing else "--no-gpg-sign", tree]
         if parent:
             args += ["-p", parent]
-        commit = self.git.line([*args, "-F", "-"], input=msg.encode())
+        try:
+            commit = self.git.line([*args, "-F", "-"], input=msg.encode())
+        except GitError as exc:
+            if not signing:
+                raise
+            raise UserError(
+                f"could not sign the decision commit of run {self.run_id}: "
+                + _one_line(exc.stderr, 160),
+                hint="fix git's signing setup (user.signingkey, gpg.format) "
+                "or set commit.gpgsign=false",
+            ) from exc
 
         updates: list[tuple[str, str]] = []
         if rec.kind == "candidate":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from stop_tui.config import Settings
 
 
@@ -48,3 +50,12 @@ def launch_open(settings: Settings, run_id: str | None, *, unsafe: bool = False)
         return launch_home(settings, unsafe=unsafe)
     RunStore(settings.workspace).require_run(run_id)  # one clear line before any screen
     return _run(StopApp(settings, start="open", run_id=run_id, unsafe=unsafe))
+
+
+def launch_sweep(
+    store: Any, settings_for: Any, controller: Any = None, *, unsafe: bool = False
+) -> int:
+    """``stop-tui sweep [FILE]``: the sweep screen (or, without a file, the new-sweep form)."""
+    from stop_tui.tui.sweep_app import SweepApp
+
+    return _run(SweepApp(store, settings_for, controller, unsafe=unsafe))
