@@ -5,16 +5,20 @@ the run goes on; only an exhausted run-wide cap would end it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from stop_tui.config import load_settings
+from stop_tui.engine.config import RunConfig
 from stop_tui.engine.runner import MAX_SOURCE_CHARS, ImproverCall, run_improver
-from stop_tui.lm.budget import LanguageModel, RunBudget
+from stop_tui.engine.session import prepare_resume
+from stop_tui.lm.budget import DEFAULT_MAX_PROMPT_CHARS, LanguageModel, RunBudget
 from stop_tui.lm.demo import DemoBackend
 from stop_tui.lm.types import ChatRequest, ChatResult
 from stop_tui.sandbox.api import Limits, Sandbox
-from tests.engine_support import memory_run, small_config
+from tests.engine_support import memory_run, small_config, store_run
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -195,3 +199,32 @@ def improve_algorithm(initial_solution, utility, language_model):
 
 async def _zero(solution: object, use_sandbox: bool) -> float:
     return 0.0
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_run_its_cap_ended_continues_once_the_cap_is_raised(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    config = small_config(max_calls=1)
+    workspace = tmp_path / "runs"
+    run, _, backend = store_run(sandbox, config, workspace)
+    assert await run.run() == "failed"  # the one request allowed is used up
+    await backend.aclose()
+    assert run.run_budget.exhausted is not None and run.run_budget.exhausted.kind == "calls"
+    settings = load_settings({"model": "demo", "workspace": workspace}, environ={}, cwd=tmp_path)
+    same = prepare_resume(settings, config.run_id)
+    assert same.run.config.max_calls == 1  # the saved cap holds unless raised
+    await same.close()
+    prepared = prepare_resume(settings, config.run_id, caps={"max_calls": None})
+    try:
+        assert prepared.run.config.max_calls is None
+        assert await prepared.run.run() == "finished"
+    finally:
+        await prepared.close()
+
+
+def test_a_run_saved_before_the_prompt_limit_replays_without_one() -> None:
+    saved = small_config().to_dict()
+    assert RunConfig.from_dict(saved).max_prompt_chars == DEFAULT_MAX_PROMPT_CHARS
+    del saved["max_prompt_chars"]
+    assert RunConfig.from_dict(saved).max_prompt_chars is None
