@@ -133,11 +133,18 @@ async def test_hostile_candidates_are_flagged_and_the_run_finishes(sandbox: Sand
     assert run.run_budget.exhausted is None
 
 
+@pytest.mark.parametrize(
+    "body",
+    ['return "#" * 20_000_000', 'utility("#" * 50_000_000)\n    return initial_solution'],
+    ids=["20 MB result", "50 MB solution"],
+)
 @pytest.mark.asyncio(loop_scope="module")
-async def test_a_result_past_the_message_limit_is_a_flagged_failure(sandbox: Sandbox) -> None:
-    source = """
+async def test_strings_past_the_message_limit_are_a_flagged_failure(
+    sandbox: Sandbox, body: str
+) -> None:
+    source = f"""
 def improve_algorithm(initial_solution, utility, language_model):
-    return "#" * 20_000_000
+    {body}
 """
     outcome = await run_improver(
         sandbox,

@@ -239,7 +239,7 @@ class RunBudget:
                     BudgetExceeded(
                         "calls",
                         f"the run's cap of {self.max_calls} language-model requests is "
-                        "reached (max_calls); raise it to continue",
+                        "reached (max_calls); raise it (resume --max-calls) to continue",
                         limit=self.max_calls,
                         used=self.calls_used,
                         scope="run",
@@ -254,7 +254,8 @@ class RunBudget:
                         "tokens",
                         f"the run's cap of {self.max_tokens} tokens would be passed "
                         f"({self.tokens_used} used, {self._reserved_tokens} in flight, "
-                        f"~{tokens} needed) (max_tokens_total); raise it to continue",
+                        f"~{tokens} needed) (max_tokens_total); raise it "
+                        "(resume --max-tokens-total) to continue",
                         limit=self.max_tokens,
                         used=self.tokens_used,
                         scope="run",
@@ -269,7 +270,7 @@ class RunBudget:
                         "cost",
                         f"the run's cap of ${self.max_cost:.2f} would be passed "
                         f"(${self.cost:.4f} spent, ~${cost:.4f} needed) (max_cost); "
-                        "raise it to continue",
+                        "raise it (resume --max-cost) to continue",
                         limit=self.max_cost,
                         used=self.cost,
                         scope="run",
@@ -312,7 +313,7 @@ class RunBudget:
                 self.exhausted = self.exhausted or BudgetExceeded(
                     "calls",
                     f"the run's cap of {self.max_calls} language-model requests is reached "
-                    "(max_calls); raise it to continue",
+                    "(max_calls); raise it (resume --max-calls) to continue",
                     limit=self.max_calls,
                     used=self.calls_used,
                     scope="run",
@@ -325,7 +326,7 @@ class RunBudget:
                     "tokens",
                     f"the run's cap of {self.max_tokens} tokens is reached "
                     f"({self.tokens_used} used, too few left for another request) "
-                    "(max_tokens_total); raise it to continue",
+                    "(max_tokens_total); raise it (resume --max-tokens-total) to continue",
                     limit=self.max_tokens,
                     used=self.tokens_used,
                     scope="run",
@@ -334,7 +335,7 @@ class RunBudget:
                 self.exhausted = BudgetExceeded(
                     "cost",
                     f"the run's cap of ${self.max_cost:.2f} is reached (${self.cost:.4f} "
-                    "spent) (max_cost); raise it to continue",
+                    "spent) (max_cost); raise it (resume --max-cost) to continue",
                     limit=self.max_cost,
                     used=self.cost,
                     scope="run",
