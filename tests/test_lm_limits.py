@@ -157,3 +157,18 @@ def test_priced_models_get_a_default_cost_cap_and_others_none(tmp_path: Path) ->
     settings = load(tmp_path, {"model": "gpt-4o", **key}, env)
     assert settings.max_cost is None and settings.max_calls is None
     assert "max_cost" not in load(tmp_path, {"model": "gpt-4o", **key}).model_fields_set
+
+
+def test_the_apps_new_run_form_gives_the_same_default_cap(tmp_path: Path) -> None:
+    from stop_tui.tui.screens.new_run import INT_FIELDS, validate_form
+
+    base = load(tmp_path, {"model": "demo", "api_key": "k"})
+    values = {name: str(getattr(base, name)) for name, _, _ in INT_FIELDS}
+    priced, errors = validate_form(base, values, "gpt-4o", "parity_noise", "auto")
+    assert priced is not None and not errors, errors
+    assert priced.max_cost == DEFAULT_MAX_COST
+    demo, _ = validate_form(priced, values, "demo", "parity_noise", "auto")
+    assert demo is not None and demo.max_cost is None
+    chosen = load(tmp_path, {"model": "demo", "api_key": "k", "max_cost": 3})
+    kept, _ = validate_form(chosen, values, "gpt-4o", "parity_noise", "auto")
+    assert kept is not None and kept.max_cost == 3.0
