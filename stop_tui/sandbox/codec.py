@@ -31,6 +31,7 @@ parsing it.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 from typing import Any
@@ -140,24 +141,33 @@ def decode(value: Any) -> Any:
         raise CodecError(f"malformed value ({type(exc).__name__})") from exc
 
 
+_JSON_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
 def _decode(value: Any, depth: int) -> Any:
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return value
     if depth > _MAX_DEPTH:
         raise CodecError("value is nested too deeply")
-    if isinstance(value, list):
+    if kind is list:
         return [_decode(item, depth + 1) for item in value]
-    if isinstance(value, dict):
+    if kind is dict:
         if NDARRAY_KEY in value:
             return _decode_array(value)
         return {key: _decode(item, depth + 1) for key, item in value.items()}
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    raise CodecError(f"values of type {type(value).__name__} are not JSON")
+    raise CodecError(f"values of type {kind.__name__} are not JSON")
 
 
 def _dtype(text: Any) -> np.dtype[Any]:
     """A plain numeric or bool dtype, named exactly as :func:`encode` names it."""
     if not isinstance(text, str) or len(text) > 8:
         raise CodecError("malformed array: bad dtype")
+    return _parse_dtype(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_dtype(text: str) -> np.dtype[Any]:
     try:
         dtype = np.dtype(text)
     except Exception as exc:
@@ -173,10 +183,13 @@ def _shape(shape: Any) -> list[int]:
     """A declared shape, checked before anything of that size is allocated."""
     if not isinstance(shape, list) or len(shape) > MAX_DIMS:
         raise CodecError("malformed array: bad shape")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        raise CodecError("malformed array: bad shape")
-    if any(n > MAX_ELEMENTS for n in shape) or math.prod(n for n in shape if n) > MAX_ELEMENTS:
-        raise CodecError(f"malformed array: shape {shape[:8]} is too large")
+    size = 1
+    for n in shape:
+        if type(n) is not int or n < 0:
+            raise CodecError("malformed array: bad shape")
+        if n > MAX_ELEMENTS or (n and size * n > MAX_ELEMENTS):
+            raise CodecError(f"malformed array: shape {shape[:8]} is too large")
+        size *= n or 1
     return shape
 
 
@@ -191,7 +204,10 @@ def _decode_array(value: dict[str, Any]) -> np.ndarray:
     if shape and not isinstance(data, list):
         raise CodecError("malformed array: data is not a list")
     try:
-        with np.errstate(all="ignore"):  # e.g. 1e300 as float16: inf, without a warning
+        if dtype.kind == "f":  # e.g. 1e300 as float16: inf, without a warning
+            with np.errstate(all="ignore"):
+                array = np.array(data, dtype=dtype)
+        else:  # integers out of range raise OverflowError instead
             array = np.array(data, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"malformed array: {str(exc)[:200]}") from exc
