@@ -264,7 +264,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         if key not in _FIELDS:
             raise UserError(
                 f"unknown setting '{key}' in {path}",
-                hint=_suggest(key) + "see 'The config file' in the README for the settings",
+                hint=_suggest(key) + "see docs/configuration.md for the settings",
             )
     return data
 

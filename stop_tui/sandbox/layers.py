@@ -54,14 +54,6 @@ DISABLE_ENV = "STOP_TUI_SANDBOX_DISABLE"
 SCRATCH_IN_SANDBOX = "/scratch"
 TMPFS_BYTES = 1 << 30
 
-FIXES = {
-    "bwrap": "apt-get install bubblewrap",
-    "userns": "allow user namespaces (sysctl user.max_user_namespaces=10000, "
-    "kernel.unprivileged_userns_clone=1)",
-    "landlock": "use Linux >= 5.13 with Landlock enabled (lsm=landlock)",
-    "seccomp": "use a Linux kernel with seccomp filters on x86_64 or aarch64",
-    "limits": "use Linux",
-}
 TITLES = {
     "limits": "parent controls + rlimits",
     "bwrap": "bubblewrap namespaces",
@@ -83,7 +75,10 @@ class Layer:
 
     @property
     def fix(self) -> str:
-        return FIXES[self.name]
+        """The exact command or switch for this host (:mod:`stop_tui.sandbox.hostfix`)."""
+        from stop_tui.sandbox.hostfix import fix_for
+
+        return fix_for(self.name)
 
 
 @dataclass(frozen=True)
