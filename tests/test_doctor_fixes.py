@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from stop_tui.sandbox import hostfix
+from stop_tui.sandbox.layers import BWRAP_BLOCKED, Layer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEBIAN = {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"}
@@ -22,18 +23,12 @@ def sysctls(**values: str):
 
 
 def test_bubblewrap_install_command_per_distribution() -> None:
-    assert hostfix.fix_for("bwrap", release=DEBIAN, have_bwrap=False, root=False) == (
-        "sudo apt-get install -y bubblewrap"
+    assert hostfix.fix_for("bwrap", release=DEBIAN, root=False) == (
+        "sudo apt-get install bubblewrap"
     )
-    assert hostfix.fix_for("bwrap", release=UBUNTU, have_bwrap=False, root=True) == (
-        "apt-get install -y bubblewrap"
-    )
-    assert hostfix.fix_for("bwrap", release=FEDORA, have_bwrap=False, root=False) == (
-        "sudo dnf install -y bubblewrap"
-    )
-    unknown = hostfix.fix_for(
-        "bwrap", release={"PRETTY_NAME": "Gadget OS 1"}, have_bwrap=False, root=False
-    )
+    assert hostfix.fix_for("bwrap", release=UBUNTU, root=True) == ("apt-get install bubblewrap")
+    assert hostfix.fix_for("bwrap", release=FEDORA, root=False) == ("sudo dnf install bubblewrap")
+    unknown = hostfix.fix_for("bwrap", release={"PRETTY_NAME": "Gadget OS 1"}, root=False)
     assert "bubblewrap" in unknown and "Gadget OS 1" in unknown
 
 
@@ -53,7 +48,7 @@ def test_ubuntu_apparmor_restriction_is_named_with_both_fixes() -> None:
             "bwrap",
             release=UBUNTU,
             sysctl=sysctls(kernel__apparmor_restrict_unprivileged_userns="1"),
-            have_bwrap=True,
+            bwrap_blocked=True,
             root=False,
         )
         == fix
@@ -111,3 +106,15 @@ def test_doctor_without_bwrap_on_path_says_what_to_install(tmp_path: Path) -> No
     assert any(expected in note for note in sandbox["notes"])
     row = next(row for row in sandbox["rows"] if row["name"] == "bubblewrap namespaces")
     assert expected in row["detail"]
+
+
+def test_the_probe_result_picks_the_bwrap_fix() -> None:
+    """Missing or switched off: install it; there but blocked: the user-namespace switch."""
+    release = hostfix.read_os_release()
+    root = os.geteuid() == 0
+    install = hostfix.install_bubblewrap(release, root)
+    assert Layer("bwrap", False, "bwrap not found on PATH").fix == install
+    assert Layer("bwrap", False, "disabled").fix == install
+    blocked = Layer("bwrap", False, f"/usr/bin/bwrap {BWRAP_BLOCKED}")
+    assert blocked.fix == hostfix.enable_userns(release, hostfix.read_sysctl, root)
+    assert "user.max_user_namespaces" in blocked.fix or "userns" in blocked.fix

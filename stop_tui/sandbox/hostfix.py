@@ -13,16 +13,15 @@ Everything is read from files so that tests can hand in another host's facts.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 # Distribution family -> the command that installs bubblewrap.
 INSTALL = {
-    "debian": "apt-get install -y bubblewrap",
-    "fedora": "dnf install -y bubblewrap",
-    "suse": "zypper install -y bubblewrap",
-    "arch": "pacman -S --noconfirm bubblewrap",
+    "debian": "apt-get install bubblewrap",
+    "fedora": "dnf install bubblewrap",
+    "suse": "zypper install bubblewrap",
+    "arch": "pacman -S bubblewrap",
     "alpine": "apk add bubblewrap",
 }
 # IDs (and ID_LIKE words) of /etc/os-release -> family.
@@ -139,15 +138,15 @@ def fix_for(
     *,
     release: Mapping[str, str] | None = None,
     sysctl: Callable[[str], str | None] = read_sysctl,
-    have_bwrap: bool | None = None,
+    bwrap_blocked: bool = False,
     root: bool | None = None,
 ) -> str:
-    """The exact fix for a missing ``layer`` on this host (or on the host described)."""
+    """The exact fix for a missing ``layer`` on this host (or on the host described);
+    ``bwrap_blocked``: bubblewrap is installed but cannot create its namespaces."""
     release = read_os_release() if release is None else release
     root = (hasattr(os, "geteuid") and os.geteuid() == 0) if root is None else root
     if layer == "bwrap":
-        installed = shutil.which("bwrap") is not None if have_bwrap is None else have_bwrap
-        if not installed:
+        if not bwrap_blocked:
             return install_bubblewrap(release, root)
         return enable_userns(release, sysctl, root)
     if layer == "userns":

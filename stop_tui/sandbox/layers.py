@@ -53,6 +53,7 @@ REQUIRED = ("bwrap", "userns", "landlock", "seccomp")
 DISABLE_ENV = "STOP_TUI_SANDBOX_DISABLE"
 SCRATCH_IN_SANDBOX = "/scratch"
 TMPFS_BYTES = 1 << 30
+BWRAP_BLOCKED = "is installed but cannot create namespaces here"
 
 TITLES = {
     "limits": "parent controls + rlimits",
@@ -78,7 +79,9 @@ class Layer:
         """The exact command or switch for this host (:mod:`stop_tui.sandbox.hostfix`)."""
         from stop_tui.sandbox.hostfix import fix_for
 
-        return fix_for(self.name)
+        # bwrap that is there but blocked needs user namespaces; missing or switched
+        # off, it needs installing.
+        return fix_for(self.name, bwrap_blocked=BWRAP_BLOCKED in self.detail)
 
 
 @dataclass(frozen=True)
@@ -495,7 +498,7 @@ def _probe(disabled: frozenset[str]) -> IsolationReport:
     secret = "/proc/self/status"  # exists with and without bwrap; not on the Landlock list
     result = _run_probe(prefix, checks, secret) if prefix else None
     if prefix and result is None:
-        status["bwrap"] = (False, f"{bwrap} is installed but cannot create namespaces here")
+        status["bwrap"] = (False, f"{bwrap} {BWRAP_BLOCKED}")
         prefix = []
     elif prefix:
         status["bwrap"] = (True, f"{bwrap}: user, pid, net, ipc, uts, mount namespaces")
