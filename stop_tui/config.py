@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     demo_latency: float = Field(default=0.0, ge=0, description="Seconds per demo request.")
     # The app's keys: binding id -> key(s), e.g. [keymap] approval.approve = "y".
     keymap: dict[str, str] = Field(
-        default_factory=dict, description="Binding id -> key(s) of the app (docs/app.md: Your own keys)."
+        default_factory=dict,
+        description="Binding id -> key(s) of the app (docs/app.md: Your own keys).",
     )
 
     @classmethod
