@@ -23,7 +23,12 @@ README = ROOT / "README.md"
 # Every section the README had before it became short, and the page that holds it now.
 MOVED = {
     "app.md": ["The app (Textual)", "Screens", "Keys", "Tests and screenshots"],
-    "running-stop.md": ["Running STOP", "What one run does", "Replay and transfer"],
+    "running-stop.md": [
+        "Running STOP",
+        "What one run does",
+        "Replay and transfer",
+        "Experiments: sweeps, statistics, figures",
+    ],
     "approvals-audit.md": ["Approvals", "The safety audit"],
     "models.md": [
         "Language models: endpoints, settings, budgets, transcripts",
@@ -58,6 +63,7 @@ MOVED = {
         "Measured cost",
         "One evaluation, isolated vs in-process",
         "Single operations",
+        "What a job sees, and what it cannot reach",
     ],
     "git-store.md": [
         "Runs live in git",
@@ -66,6 +72,7 @@ MOVED = {
         "Commands",
         "Crash safety and locking",
         "Speed",
+        "Verified history",
     ],
     "crashes.md": [
         "Crashes and `resume`",
