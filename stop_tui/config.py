@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from stop_tui.errors import UserError
 from stop_tui.keymap import check_keymap
+from stop_tui.lm.budget import DEFAULT_MAX_PROMPT_CHARS
 
 if TYPE_CHECKING:
     from stop_tui.lm.types import Backend
@@ -47,6 +48,13 @@ __all__ = [
 ]
 
 CONFIG_FILENAME = "stop.toml"
+
+#: The run-wide dollar cap of a model with a known non-zero price when max_cost is
+#: not set. A paper-configured run (seed improver, 6 generations) costs about $7
+#: on gpt-4o and under $1 on gpt-4o-mini; an improver that uses every budget can
+#: cost ~20 times that. $20 lets the former finish and stops the latter early.
+#: Demo, free (price 0) and unknown-price models (local servers) get no default cap.
+DEFAULT_MAX_COST = 20.0
 ENV_PREFIX = "STOP_TUI_"
 
 ApprovalPolicy = Literal["every-candidate", "each-generation", "auto", "reject-flagged"]
@@ -98,10 +106,17 @@ class Settings(BaseSettings):
     )
     seed: int = Field(default=0, description="Seed of the demo backend and of sampling.")
 
-    # -- run-wide caps (None = no cap) ---------------------------------------------
+    # -- run-wide caps (None = no cap; "none" in stop.toml / the environment / a flag) -------
     max_calls: int | None = Field(default=None, ge=0)
     max_tokens_total: int | None = Field(default=None, ge=0)
+    #: Unset: DEFAULT_MAX_COST for a model with a known non-zero price, else no cap.
     max_cost: float | None = Field(default=None, ge=0)
+    # -- per request ---------------------------------------------------------------
+    max_prompt_chars: int = Field(
+        default=DEFAULT_MAX_PROMPT_CHARS,
+        ge=1,
+        description="Characters (system + user) one language-model request may carry.",
+    )
 
     # -- where runs go ---------------------------------------------------------------
     workspace: Path = Path("stop-runs")
@@ -123,7 +138,8 @@ class Settings(BaseSettings):
     demo_latency: float = Field(default=0.0, ge=0, description="Seconds per demo request.")
     # The app's keys: binding id -> key(s), e.g. [keymap] approval.approve = "y".
     keymap: dict[str, str] = Field(
-        default_factory=dict, description="Binding id -> key(s) of the app (README: Keys)."
+        default_factory=dict,
+        description="Binding id -> key(s) of the app (docs/app.md: Your own keys).",
     )
 
     @classmethod
@@ -164,6 +180,14 @@ class Settings(BaseSettings):
     def _keymap(cls, value: Any) -> dict[str, str]:
         return check_keymap(value)
 
+    @field_validator("max_calls", "max_tokens_total", "max_cost", mode="before")
+    @classmethod
+    def _no_cap(cls, value: Any) -> Any:
+        # "none" switches a cap off explicitly (also the default max_cost of priced models).
+        if isinstance(value, str) and value.strip().lower() in ("none", "off"):
+            return None
+        return value
+
     @field_validator("base_url", "azure_endpoint")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -186,15 +210,18 @@ class Settings(BaseSettings):
                 "azure_endpoint is set but azure_api_version is not: set it "
                 '(e.g. azure_api_version = "2024-10-21") or OPENAI_API_VERSION'
             )
-        if self.max_cost is not None and self.model != "demo":
-            from stop_tui.lm.pricing import price_of
+        from stop_tui.lm.pricing import price_of
 
-            if price_of(self.model, self.prices) is None:
-                raise ValueError(
-                    f"max_cost is set but the price of model {self.model!r} is unknown: "
-                    f'add it to [prices] in stop.toml ("{self.model}" = '
-                    "{ prompt = ..., completion = ... }, dollars per 1M tokens)"
-                )
+        price = price_of(self.model, self.prices) if self.model != "demo" else None
+        if "max_cost" not in self.model_fields_set and price is not None and max(price) > 0:
+            self.max_cost = DEFAULT_MAX_COST
+            self.model_fields_set.discard("max_cost")  # a default, not the user's choice
+        if self.max_cost is not None and self.model != "demo" and price is None:
+            raise ValueError(
+                f"max_cost is set but the price of model {self.model!r} is unknown: "
+                f'add it to [prices] in stop.toml ("{self.model}" = '
+                "{ prompt = ..., completion = ... }, dollars per 1M tokens)"
+            )
         return self
 
     def redacted(self) -> dict[str, Any]:
@@ -238,7 +265,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         if key not in _FIELDS:
             raise UserError(
                 f"unknown setting '{key}' in {path}",
-                hint=_suggest(key) + "see 'The config file' in the README for the settings",
+                hint=_suggest(key) + "see docs/configuration.md for the settings",
             )
     return data
 

@@ -227,7 +227,7 @@ def check_keymap(keymap: object) -> dict[str, str]:
             raise ValueError(
                 f"unknown binding id '{binding_id}' in [keymap]: "
                 + (f"did you mean {near}? " if near else "")
-                + "the ids are listed under Keys in the README"
+                + "the ids are listed in docs/app.md (Your own keys)"
             )
         keys = [value] if isinstance(value, str) else value
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):

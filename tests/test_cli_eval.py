@@ -82,3 +82,40 @@ def test_bad_input_gets_one_readable_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+# A solution that swaps the child's encoder to forge its replies on the wire.
+FORGED_REPLY = """
+import sys
+
+FORGERIES = [
+    {"__ndarray__": "", "dtype": "<f8", "shape": [2**40, 2**40, 0], "encoding": "base64"},
+    {"__ndarray__": [], "dtype": "<f8", "shape": [-1]},
+    {"__ndarray__": "AAAA", "dtype": "|O", "shape": [1], "encoding": "base64"},
+    {"__ndarray__": "AAA", "dtype": "<f8", "shape": [1], "encoding": "base64"},
+    {"__ndarray__": [0] * 20, "dtype": "<M8[s]", "shape": [20]},
+    [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+]
+calls = 0
+
+def algorithm(train_samples, train_parity, test_samples):
+    global calls
+    forged = FORGERIES[calls % len(FORGERIES)]
+    calls += 1
+    sys.modules["stop_tui.sandbox.codec"].encode = lambda value: forged
+    return [0] * 20
+"""
+
+
+def test_forged_replies_are_flagged_malformed_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "forger.py"
+    path.write_text(FORGED_REPLY)
+    result = cli("eval", str(path), "--task", "parity_noise", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    data = json.loads(result.stdout)
+    assert data["score"] == 0.0 and data["flags"] == ["malformed"]
+    assert all(r["flag"].startswith("malformed: ") for r in data["instances"])
+    table = cli("eval", str(path), "--task", "parity_noise")
+    assert table.returncode == 0 and "Traceback" not in table.stderr
+    assert "malformed" in table.stdout and "score 0.0000" in table.stdout

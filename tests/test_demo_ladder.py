@@ -24,7 +24,7 @@ from stop_tui.lm.types import ChatRequest
 SYSTEM = "You are an expert computer scientist and programmer."
 TASK = "parity_noise"
 LADDER = demo_solutions(TASK)
-# Validation scores of the parity_noise ladder (the README, demo-model section), weakest first.
+# Validation scores of the parity_noise ladder (docs/demo-model.md), weakest first.
 RUNG_SCORES = [0.53, 0.54, 0.67, 1.0, 1.0, 1.0]
 HONEST = demo_improvers(include_hostile=False)
 ITERATING = [e for e in HONEST if e.name not in {"seed", "two_batches", "whole_budget"}]

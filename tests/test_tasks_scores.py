@@ -2,7 +2,7 @@
 
 These run OUR code in-process through tests/solutions/harness.py; generated code
 never does. Time limits are not enforced here (tests never depend on timing):
-the measured, time-limited numbers are in the README (Tasks).
+the measured, time-limited numbers are in docs/tasks.md.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ COMMANDS: list[str] = [
     "sweep",
     "sweeps",
     "report",
+    "completion",
 ]
 
 
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
+        if argv is None:
+            from stop_tui.cli.completion import autocomplete
+
+            autocomplete(parser)  # the shell asking for completions: answer and exit
         args = parser.parse_args(argv)
         handler = getattr(args, "handler", None)
         if handler is None:

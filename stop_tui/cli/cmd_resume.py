@@ -22,6 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--headless", action="store_true", help="run in the terminal without the app"
     )
+    for flag, key in (
+        ("--max-calls", "max_calls"),
+        ("--max-tokens-total", "max_tokens_total"),
+        ("--max-cost", "max_cost"),
+    ):
+        parser.add_argument(
+            flag, dest=key, metavar=key.upper(), help="raise (or set, or 'none') the run's cap"
+        )
     add_common(parser)
     parser.set_defaults(handler=handle)
 
@@ -35,13 +43,14 @@ def handle(args: argparse.Namespace) -> int:
     settings = saved_run_settings(args, args.run_id)
     from stop_tui.cli.headless import interactive
     from stop_tui.engine.approval import Gate, Policy
-    from stop_tui.engine.session import prepare_resume
+    from stop_tui.engine.session import RESUME_CAPS, prepare_resume
 
+    caps = {key: getattr(settings, key) for key in RESUME_CAPS if getattr(args, key) is not None}
     if not args.headless:
         from stop_tui.tui.launch import launch_resume
 
         return launch_resume(
-            settings, args.run_id, unsafe=args.unsafe, generations=args.generations
+            settings, args.run_id, unsafe=args.unsafe, generations=args.generations, caps=caps
         )
     policy = Policy(overrides.get("approval", Policy.AUTO.value))
     if policy in (Policy.EVERY_CANDIDATE, Policy.EACH_GENERATION):
@@ -54,5 +63,6 @@ def handle(args: argparse.Namespace) -> int:
         unsafe=args.unsafe,
         gate=Gate(policy),
         generations=args.generations,
+        caps=caps,
     )
     return run_headless(prepared, ask=ask)

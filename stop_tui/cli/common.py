@@ -31,9 +31,11 @@ RUN_OPTIONS: list[tuple[str, str, type, str]] = [
         "downstream runs per meta-utility (default 5)",
     ),
     ("--seed", "seed", int, "seed of evaluations and of the demo model (default 0)"),
-    ("--max-calls", "max_calls", int, "hard cap on LM requests for the whole run"),
-    ("--max-tokens-total", "max_tokens_total", int, "hard cap on tokens for the whole run"),
-    ("--max-cost", "max_cost", float, "hard cap on dollars for the whole run"),
+    # caps take a number or "none" (checked by the settings, with the others)
+    ("--max-calls", "max_calls", str, "hard cap on LM requests for the whole run"),
+    ("--max-tokens-total", "max_tokens_total", str, "hard cap on tokens for the whole run"),
+    ("--max-cost", "max_cost", str, "hard cap on dollars (priced models: 20; none)"),
+    ("--max-prompt-chars", "max_prompt_chars", int, "characters per LM request (65536)"),
     ("--demo-latency", "demo_latency", float, "simulated seconds per demo request"),
     ("--demo-failure-rate", "demo_failure_rate", float, "share of demo answers with broken code"),
 ]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from stop_tui.store import WORKSPACE_ENV, RunInfo, RunStore, StepInfo
 from stop_tui.untrusted import rich_text
 from stop_tui.view import text
+
+if TYPE_CHECKING:  # rich loads when a table is printed, not when the parser is built
+    from rich.console import Console
+    from rich.table import Table
 
 
 def add_workspace_option(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +32,8 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> RunStore:
 
 def console() -> Console:
     # Piped output is not cut to 80 columns: tables stay one row per line for grep and less.
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
@@ -48,6 +52,8 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def runs_table(runs: list[RunInfo]) -> Table:
+    from rich.table import Table
+
     table = Table(show_lines=False)
     for col in ("run", "task", "model", "status", "gens", "best", "cost", "created"):
         table.add_column(
@@ -73,6 +79,8 @@ def flag_codes(flags: list[str] | tuple[str, ...]) -> str:
 
 
 def steps_table(steps: list[StepInfo], best: str | None) -> Table:
+    from rich.table import Table
+
     table = Table(show_lines=False)
     right = ("gen", "cand", "meta-utility", "test")
     for col in (

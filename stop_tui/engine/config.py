@@ -12,6 +12,7 @@ from typing import Any
 
 from stop_tui.engine.approval import Policy
 from stop_tui.errors import UserError
+from stop_tui.lm.budget import DEFAULT_MAX_PROMPT_CHARS
 from stop_tui.store.store import new_run_id
 
 
@@ -31,6 +32,8 @@ class RunConfig:
     max_calls: int | None = None
     max_tokens: int | None = None
     max_cost: float | None = None
+    # Characters (system + user) one LM request may carry (None = no limit).
+    max_prompt_chars: int | None = DEFAULT_MAX_PROMPT_CHARS
     # Demo backend knobs (ignored by other backends).
     demo_failure_rate: float = 0.1
     demo_no_code_rate: float = 0.05
@@ -81,7 +84,9 @@ class RunConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"run configuration has unknown keys: {', '.join(unknown)}")
-        return cls(**data)
+        # A run saved before the prompt limit existed had none: its replay must not refuse
+        # a request it made.
+        return cls(**{"max_prompt_chars": None, **data})
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)

@@ -224,6 +224,7 @@ class StopRun:
             run_budget=self.run_budget,
             on_event=lambda event: self._lm_event(event, generation, index),
             label=context,
+            max_prompt_chars=self.config.max_prompt_chars,
         )
 
     def improver_limits(self, wall: float) -> Limits:

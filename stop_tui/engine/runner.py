@@ -16,10 +16,17 @@ from typing import Any
 
 from stop_tui.engine.audit import Flag
 from stop_tui.lm.budget import LanguageModel
-from stop_tui.lm.types import BudgetExceeded, FatalLMError, LMError
-from stop_tui.sandbox.api import Limits, RpcFailure, Sandbox
+from stop_tui.lm.types import BudgetExceeded, FatalLMError, InvalidLMRequest, LMError
+from stop_tui.sandbox.api import Limits, Reply, RpcFailure, Sandbox
+from stop_tui.tasks.evaluate import text_of
 
 UtilityFn = Callable[[Any, bool], Awaitable[float]]
+
+#: The largest source an improver may hand to its utility or return (characters).
+#: A paper improver or solution is a few hundred lines (~10-20 kB); this leaves
+#: room for ~5,000 lines while keeping giant strings out of evaluation children,
+#: the approval screen and git.
+MAX_SOURCE_CHARS = 256 * 1024
 
 
 class RunAborted(Exception):
@@ -54,63 +61,144 @@ class ImproverCall:
     on_abort: Callable[[BaseException], None] | None = None
 
 
-async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
-    flags: list[Flag] = []
-    seen: set[tuple[str, str]] = set()
-    uses = 0
-    lm = call.language_model
+class RpcHandler:
+    """Answers one improver's rpcs (``utility``, ``lm.prompt``, ``lm.batch_prompt``).
 
-    def flag(category: str, code: str, message: str) -> None:
-        if (category, code) not in seen:
-            seen.add((category, code))
-            flags.append(Flag(category, code, message))
+    Total over what the child can send: every call returns a value for the
+    guest or raises :class:`RpcFailure` (an exception the improver sees), and
+    anything malformed or refused is flagged. Nothing the child sends raises
+    anything else in the parent. A run-wide cap refusal aborts the run only when
+    the cap is actually exhausted (``RunBudget.exhausted``); a single request too
+    large for what is left fails inside the improver.
+    """
 
-    async def handler(method: str, params: dict[str, Any]) -> Any:
-        nonlocal uses
-        if method == "utility":
-            use_sandbox = params.get("use_sandbox", True)
-            if use_sandbox is not True:
-                flag(
-                    "sandbox",
-                    "use-sandbox",
-                    "called the utility with use_sandbox switched off (it stayed isolated)",
-                )
-            if uses >= call.utility_budget:
-                flag("budget", "over-utility", "called the utility past its budget")
-                raise RpcFailure(
-                    "BudgetExceeded",
-                    f"the utility budget of {call.utility_budget} calls is used up",
-                )
-            uses += 1
-            return await call.utility(params.get("solution"), bool(use_sandbox))
-        if method in ("lm.prompt", "lm.batch_prompt"):
-            try:
-                if method == "lm.prompt":
-                    return await lm.prompt(
-                        params.get("expertise"),  # type: ignore[arg-type]
-                        params.get("message"),  # type: ignore[arg-type]
-                        params.get("n_responses", 1),
-                        params.get("temperature", 0.7),
-                    )
-                return await lm.batch_prompt(
+    def __init__(self, call: ImproverCall) -> None:
+        self.call = call
+        self.flags: list[Flag] = []
+        self.uses = 0
+        self._seen: set[tuple[str, str]] = set()
+
+    def flag(self, category: str, code: str, message: str) -> None:
+        if (category, code) not in self._seen:
+            self._seen.add((category, code))
+            self.flags.append(Flag(category, code, message))
+
+    async def __call__(self, method: str, params: dict[str, Any]) -> Any:
+        try:
+            if method == "utility":
+                return await self._utility(_params(method, params, UTILITY_PARAMS))
+            if method in LM_PARAMS:
+                return await self._lm(method, _params(method, params, LM_PARAMS[method]))
+        except _BadRpc as exc:
+            self.flag("runtime", "malformed-rpc", f"made a malformed call ({exc})")
+            raise RpcFailure("TypeError", str(exc)) from None
+        self.flag("runtime", "malformed-rpc", "made a call the parent does not offer")
+        raise RpcFailure("RpcError", f"unknown call {text_of(method, 40)!r}")
+
+    async def _utility(self, params: dict[str, Any]) -> float:
+        call = self.call
+        use_sandbox = params.get("use_sandbox", True)
+        if use_sandbox is not True:
+            self.flag(
+                "sandbox",
+                "use-sandbox",
+                "called the utility with use_sandbox switched off (it stayed isolated)",
+            )
+        if self.uses >= call.utility_budget:
+            self.flag("budget", "over-utility", "called the utility past its budget")
+            raise RpcFailure(
+                "BudgetExceeded", f"the utility budget of {call.utility_budget} calls is used up"
+            )
+        self.uses += 1
+        solution = params.get("solution")
+        if not isinstance(solution, str):
+            self.flag(
+                "runtime",
+                "not-a-string",
+                f"passed a {type(solution).__name__}, not a string, to the utility (scored 0)",
+            )
+            return 0.0
+        if len(solution) > MAX_SOURCE_CHARS:
+            self.flag(
+                "budget",
+                "solution-size",
+                f"passed a solution of {len(solution):,} characters to the utility "
+                f"(at most {MAX_SOURCE_CHARS:,}; not evaluated)",
+            )
+            raise RpcFailure(
+                "UtilityError",
+                f"the solution has {len(solution):,} characters; the utility accepts at most "
+                f"{MAX_SOURCE_CHARS:,}",
+            )
+        return await call.utility(solution, bool(use_sandbox))
+
+    async def _lm(self, method: str, params: dict[str, Any]) -> list[str]:
+        lm = self.call.language_model
+        try:
+            if method == "lm.prompt":
+                return await lm.prompt(
                     params.get("expertise"),  # type: ignore[arg-type]
-                    params.get("messages"),  # type: ignore[arg-type]
+                    params.get("message"),  # type: ignore[arg-type]
+                    params.get("n_responses", 1),
                     params.get("temperature", 0.7),
                 )
-            except BudgetExceeded as exc:
-                if exc.scope == "run":
-                    _abort(call, exc)
-                flag("budget", "over-lm", f"called the language model past its budget ({exc.kind})")
-                raise RpcFailure("BudgetExceeded", str(exc)) from exc
-            except FatalLMError as exc:
-                _abort(call, exc)
-                raise RpcFailure("LanguageModelError", str(exc)) from exc
-            except LMError as exc:
-                raise RpcFailure("LanguageModelError", str(exc)) from exc
-            except (TypeError, ValueError) as exc:
-                raise RpcFailure("TypeError", str(exc)) from exc
-        raise RpcFailure("RpcError", f"unknown call {method!r}")
+            return await lm.batch_prompt(
+                params.get("expertise"),  # type: ignore[arg-type]
+                params.get("messages"),  # type: ignore[arg-type]
+                params.get("temperature", 0.7),
+            )
+        except BudgetExceeded as exc:
+            run_budget = lm.run_budget
+            if exc.scope == "run" and run_budget is not None and run_budget.exhausted is not None:
+                _abort(self.call, run_budget.exhausted)
+            elif exc.scope == "run":
+                self.flag(
+                    "budget",
+                    "over-run-cap",
+                    f"made a language-model request larger than what is left of the run's "
+                    f"{exc.kind} cap (refused, not sent)",
+                )
+            elif exc.kind == "prompt_size":
+                self.flag("budget", "prompt-size", f"sent an over-large prompt ({exc})")
+            else:
+                self.flag(
+                    "budget", "over-lm", f"called the language model past its budget ({exc.kind})"
+                )
+            raise RpcFailure("BudgetExceeded", str(exc)) from exc
+        except InvalidLMRequest as exc:
+            self.flag("runtime", "malformed-rpc", f"made a malformed language-model call ({exc})")
+            raise RpcFailure("TypeError", str(exc)) from exc
+        except FatalLMError as exc:
+            _abort(self.call, exc)
+            raise RpcFailure("LanguageModelError", str(exc)) from exc
+        except LMError as exc:
+            raise RpcFailure("LanguageModelError", str(exc)) from exc
 
+
+class _BadRpc(Exception):
+    """An rpc whose parameters no proxy of ours sends."""
+
+
+UTILITY_PARAMS = frozenset({"solution", "use_sandbox"})
+LM_PARAMS = {
+    "lm.prompt": frozenset({"expertise", "message", "n_responses", "temperature"}),
+    "lm.batch_prompt": frozenset({"expertise", "messages", "temperature"}),
+}
+
+
+def _params(method: str, params: Any, allowed: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(params, dict):
+        raise _BadRpc(f"{method}: parameters must be an object")
+    extra = [text_of(k, 40) for k in params if k not in allowed]
+    if extra:
+        raise _BadRpc(f"{method}: unexpected parameters {sorted(extra)[:3]}")
+    return params
+
+
+async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
+    handler = RpcHandler(call)
+    flag = handler.flag
+    lm = call.language_model
     started = time.perf_counter()
     payload = {
         "source": call.source,
@@ -124,7 +212,11 @@ async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
     }
     child = await sandbox.spawn("improver", payload, call.limits)
     async with child:
-        reply = await child.serve(handler, timeout=call.limits.wall_time)
+        try:
+            reply = await child.serve(handler, timeout=call.limits.wall_time)
+        except Exception as exc:  # the child broke the protocol in a way serve let through
+            flag("runtime", "protocol", f"broke the channel protocol ({type(exc).__name__})")
+            reply = Reply(None, time.perf_counter() - started)
     info = child.exit_info
     outcome = ImproverOutcome(
         result=None,
@@ -132,8 +224,8 @@ async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
         stdout=info.stdout if info else "",
         stderr=info.stderr if info else "",
         limit=info.limit if info else None,
-        flags=flags,
-        utility_calls=uses,
+        flags=handler.flags,
+        utility_calls=handler.uses,
         lm_calls=lm.calls_used,
         seconds=time.perf_counter() - started,
     )
@@ -145,10 +237,20 @@ async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
             flag(
                 "runtime", f"limit-{info.limit}", f"was stopped by the sandbox ({info.limit} limit)"
             )
-    elif "result" in message and isinstance(message["result"], str):
-        outcome.result = message["result"]
+    elif set(message) != {"result"} or not isinstance(message["result"], str):
+        if "error" in message and set(message) <= {"error", "limit"}:
+            outcome.error = text_of(message["error"], 500)
+        else:
+            outcome.error = "the improver returned no string"
+            flag("runtime", "malformed-result", "ended with a malformed message")
+    elif len(message["result"]) > MAX_SOURCE_CHARS:
+        size = len(message["result"])
+        outcome.error = (
+            f"the improver returned {size:,} characters; at most {MAX_SOURCE_CHARS:,} are accepted"
+        )
+        flag("budget", "result-size", f"returned a string of {size:,} characters (refused)")
     else:
-        outcome.error = str(message.get("error", "the improver returned no string"))[:500]
+        outcome.result = message["result"]
     if info is not None and info.error:
         flag("runtime", "sandbox", info.error[:200])
     return outcome

@@ -9,8 +9,9 @@ run store; ``prepare_resume`` does the same for a saved run. Both front ends
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from stop_tui.config import Settings, make_run_backend
 from stop_tui.engine.approval import Gate, Policy
@@ -24,6 +25,9 @@ from stop_tui.paths import improvers_dir
 from stop_tui.sandbox.api import Sandbox
 from stop_tui.store.store import RunStore, new_run_id
 from stop_tui.tasks.registry import get_task
+
+#: The run-wide caps a resume may change: settings name -> RunConfig field.
+RESUME_CAPS = {"max_calls": "max_calls", "max_tokens_total": "max_tokens", "max_cost": "max_cost"}
 
 
 def seed_improver() -> str:
@@ -48,6 +52,7 @@ def run_config(
         max_calls=settings.max_calls,
         max_tokens=settings.max_tokens_total,
         max_cost=settings.max_cost,
+        max_prompt_chars=settings.max_prompt_chars,
         demo_failure_rate=settings.demo_failure_rate,
         demo_no_code_rate=settings.demo_no_code_rate,
         demo_latency=settings.demo_latency,
@@ -135,9 +140,14 @@ def prepare_resume(
     generations: int | None = None,
     sandbox: Sandbox | None = None,
     recorder: Callable[..., StoreRecorder] = StoreRecorder,
+    caps: Mapping[str, Any] | None = None,
 ) -> Prepared:
     """Continue a saved run from its last committed step. LM responses already paid
-    for (in the run's work transcript) are served again instead of being re-bought."""
+    for (in the run's work transcript) are served again instead of being re-bought.
+
+    ``caps`` (settings names ``max_calls``, ``max_tokens_total``, ``max_cost``; None =
+    no cap) replace the saved run's caps: a run its cap ended continues once raised.
+    """
     store = RunStore(settings.workspace)
     if not store.exists:
         raise UserError(
@@ -148,6 +158,8 @@ def prepare_resume(
     config = RunConfig.from_dict(dict(saved.settings))
     if generations is not None:
         config = config.replace(generations=generations)
+    for key, value in (caps or {}).items():
+        config = config.replace(**{RESUME_CAPS[key]: value})
     state = store.get_state(run_id)
     if state is not None and state.status == "finished" and generations is None:
         tip_generation = max((s.generation for s in store.list_steps(run_id)), default=0)

@@ -11,6 +11,7 @@ the sweep cap). On resume, what cells spent before the crash is charged again
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ class SweepBudget(RunBudget):
 
 def _sweep_exceeded(exc: BudgetExceeded) -> BudgetExceeded:
     message = (
-        str(exc)
+        re.sub(r" \(resume --[a-z-]+\)", "", str(exc))  # a run's hint; sweeps use [caps]
         .replace("the run's cap", "the sweep's cap")
         .replace("; raise it", " in the sweep file's [caps]; raise it")
     )
@@ -74,7 +75,10 @@ class CellBudget(RunBudget):
             try:
                 outer = await self.sweep.reserve(requests)
             except BudgetExceeded as exc:
-                raise _sweep_exceeded(exc) from None
+                refused = _sweep_exceeded(exc)
+                if self.sweep.exhausted is not None:  # the sweep's cap is used up: the cell ends
+                    self.exhausted = self.exhausted or refused
+                raise refused from None
         try:
             inner = await super().reserve(requests)
         except BaseException:

@@ -19,6 +19,10 @@ semantics follow the reference implementation (microsoft/stop,
   (kind ``calls``). A budget can not be reset, and a new ``LanguageModel`` made by
   an improver does not exist: improvers only reach this object through the parent.
 * An empty batch returns ``[]`` without using a call (the reference fails on it).
+* A request whose prompt (system + user characters) is over ``max_prompt_chars``
+  raises :class:`PromptTooLarge` (a ``BudgetExceeded``, kind ``prompt_size``)
+  before anything is sent, recorded or paid for, and does not use a call. Arguments
+  of the wrong type raise :class:`InvalidLMRequest`.
 
 :class:`RunBudget` caps the whole run: requests (each backend request: a batch of
 k distinct messages is k requests), prompt + completion tokens, and dollars. All
@@ -30,8 +34,11 @@ reservation would pass a cap raises :class:`BudgetExceeded` (scope ``run``) with
 being sent. After the response the reservation is replaced by the real usage. So
 concurrent callers can not overspend the request cap at all, nor the token and
 cost caps when ``max_tokens`` is set; when it is not, a response longer than the
-reserve can overshoot by at most the responses already in flight. Once a cap is
-reached every later request raises: the run stops cleanly.
+reserve can overshoot by at most the responses already in flight. A refusal is
+*final* (``exhausted`` is set, every later request raises and the engine ends the
+run) only when the cap is reached: when not even the smallest request (an empty
+prompt, one sample) fits in what is left. A request refused only because it is
+large, or because of what is in flight, fails in its caller alone.
 """
 
 from __future__ import annotations
@@ -44,9 +51,31 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
 from stop_tui.lm.pricing import Price, cost_of, estimate_tokens
-from stop_tui.lm.types import Backend, BudgetExceeded, ChatRequest, ChatResult, LMError
+from stop_tui.lm.types import (
+    Backend,
+    BudgetExceeded,
+    ChatRequest,
+    ChatResult,
+    InvalidLMRequest,
+    LMError,
+    PromptTooLarge,
+)
 
-__all__ = ["Budget", "LMEvent", "LanguageModel", "Reservation", "RunBudget"]
+__all__ = [
+    "DEFAULT_MAX_PROMPT_CHARS",
+    "Budget",
+    "LMEvent",
+    "LanguageModel",
+    "Reservation",
+    "RunBudget",
+]
+
+#: Characters (system + user) one request may carry. The paper's prompts are an
+#: improver of a few hundred lines plus the utility's description: about 5-25 kB.
+#: 64 KiB leaves room for several solutions in one prompt, is ~16k tokens (4
+#: characters a token: within every current model's context), and bounds what one
+#: request costs (~$0.04 of prompt on gpt-4o) and stores in the transcript.
+DEFAULT_MAX_PROMPT_CHARS = 64 * 1024
 
 EventKind = Literal["request", "response", "error", "budget_exceeded"]
 
@@ -133,6 +162,7 @@ class RunBudget:
     _reserved_calls: int = 0
     _reserved_tokens: int = 0
     _reserved_cost: float = 0.0
+    _last: tuple[str, int | None] = ("", None)  # model and max_tokens of the latest request
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @classmethod
@@ -174,10 +204,26 @@ class RunBudget:
         cost = cost_of(request.model, prompt, completion, self.prices)
         return prompt + completion, cost or 0.0
 
+    def _smallest(self, model: str, max_tokens: int | None) -> tuple[int, float]:
+        """The reservation of the smallest possible request (empty prompt, one sample)."""
+        return self._estimate(ChatRequest(model=model, system="", user="", max_tokens=max_tokens))
+
+    def _tokens_reached(self, smallest: int) -> bool:
+        return self.max_tokens is not None and (
+            self.tokens_used >= self.max_tokens or self.tokens_used + smallest > self.max_tokens
+        )
+
+    def _cost_reached(self, smallest: float) -> bool:
+        return self.max_cost is not None and (
+            self.cost >= self.max_cost or (smallest > 0 and self.cost + smallest > self.max_cost)
+        )
+
     async def reserve(self, requests: list[ChatRequest]) -> Reservation:
         """Reserve room for ``requests`` (all or nothing) or raise BudgetExceeded."""
         tokens = 0
         cost = 0.0
+        self._last = (requests[0].model, requests[0].max_tokens)
+        least_tokens, least_cost = self._smallest(*self._last)
         for request in requests:
             t, c = self._estimate(request)
             tokens += t
@@ -193,7 +239,7 @@ class RunBudget:
                     BudgetExceeded(
                         "calls",
                         f"the run's cap of {self.max_calls} language-model requests is "
-                        "reached (max_calls); raise it to continue",
+                        "reached (max_calls); raise it (resume --max-calls) to continue",
                         limit=self.max_calls,
                         used=self.calls_used,
                         scope="run",
@@ -208,12 +254,13 @@ class RunBudget:
                         "tokens",
                         f"the run's cap of {self.max_tokens} tokens would be passed "
                         f"({self.tokens_used} used, {self._reserved_tokens} in flight, "
-                        f"~{tokens} needed) (max_tokens_total); raise it to continue",
+                        f"~{tokens} needed) (max_tokens_total); raise it "
+                        "(resume --max-tokens-total) to continue",
                         limit=self.max_tokens,
                         used=self.tokens_used,
                         scope="run",
                     ),
-                    final=self.tokens_used >= self.max_tokens,
+                    final=self._tokens_reached(least_tokens),
                 )
             if self.max_cost is not None and (
                 self.cost + self._reserved_cost + cost > self.max_cost
@@ -223,12 +270,12 @@ class RunBudget:
                         "cost",
                         f"the run's cap of ${self.max_cost:.2f} would be passed "
                         f"(${self.cost:.4f} spent, ~${cost:.4f} needed) (max_cost); "
-                        "raise it to continue",
+                        "raise it (resume --max-cost) to continue",
                         limit=self.max_cost,
                         used=self.cost,
                         scope="run",
                     ),
-                    final=self.cost >= self.max_cost,
+                    final=self._cost_reached(least_cost),
                 )
             self._reserved_calls += count
             self._reserved_tokens += tokens
@@ -266,25 +313,29 @@ class RunBudget:
                 self.exhausted = self.exhausted or BudgetExceeded(
                     "calls",
                     f"the run's cap of {self.max_calls} language-model requests is reached "
-                    "(max_calls); raise it to continue",
+                    "(max_calls); raise it (resume --max-calls) to continue",
                     limit=self.max_calls,
                     used=self.calls_used,
                     scope="run",
                 )
-            elif self.max_tokens is not None and self.tokens_used >= self.max_tokens:
-                self.exhausted = self.exhausted or BudgetExceeded(
+            least_tokens, least_cost = self._smallest(*self._last)
+            if self.exhausted is not None:
+                return
+            if self._tokens_reached(least_tokens):
+                self.exhausted = BudgetExceeded(
                     "tokens",
                     f"the run's cap of {self.max_tokens} tokens is reached "
-                    f"({self.tokens_used} used) (max_tokens_total); raise it to continue",
+                    f"({self.tokens_used} used, too few left for another request) "
+                    "(max_tokens_total); raise it (resume --max-tokens-total) to continue",
                     limit=self.max_tokens,
                     used=self.tokens_used,
                     scope="run",
                 )
-            elif self.max_cost is not None and self.cost >= self.max_cost:
-                self.exhausted = self.exhausted or BudgetExceeded(
+            elif self._cost_reached(least_cost):
+                self.exhausted = BudgetExceeded(
                     "cost",
                     f"the run's cap of ${self.max_cost:.2f} is reached (${self.cost:.4f} "
-                    "spent) (max_cost); raise it to continue",
+                    "spent) (max_cost); raise it (resume --max-cost) to continue",
                     limit=self.max_cost,
                     used=self.cost,
                     scope="run",
@@ -308,9 +359,13 @@ class LanguageModel:
         max_tokens: int | None = None,
         on_event: EventHook | None = None,
         label: str = "",
+        max_prompt_chars: int | None = DEFAULT_MAX_PROMPT_CHARS,
     ) -> None:
         if budget < 0 or max_responses_per_call < 1:
             raise ValueError("budget must be >= 0 and max_responses_per_call >= 1")
+        if max_prompt_chars is not None and max_prompt_chars < 1:
+            raise ValueError("max_prompt_chars must be >= 1 (or None: no limit)")
+        self.max_prompt_chars = max_prompt_chars
         self.backend = backend
         self.model = model
         self.budget = budget
@@ -375,6 +430,15 @@ class LanguageModel:
         self.calls_used += 1  # synchronous with the check: concurrent callers can't both pass
         return self.calls_used
 
+    def _check_size(self, expertise: str, messages: list[str]) -> None:
+        """Refuse (before anything is counted, sent or recorded) a prompt over the limit."""
+        if self.max_prompt_chars is None:
+            return
+        for message in messages:
+            chars = len(expertise) + len(message)
+            if chars > self.max_prompt_chars:
+                self._refuse(PromptTooLarge(chars, self.max_prompt_chars), self.calls_used + 1)
+
     def _request(self, expertise: str, message: str, n: int, temperature: float) -> ChatRequest:
         return ChatRequest(
             model=self.model,
@@ -436,6 +500,7 @@ class LanguageModel:
         _check_text("message", message)
         n = _check_count(n_responses)
         temp = _check_temperature(temperature)
+        self._check_size(expertise, [message])
         call = self._start_call(n)
         (result,) = await self._run(call, [self._request(expertise, message, n, temp)])
         return list(result.texts)
@@ -446,12 +511,14 @@ class LanguageModel:
         """One response per message, in order. One call; identical messages share a request."""
         _check_text("expertise", expertise)
         if isinstance(messages, str) or not isinstance(messages, list | tuple):
-            raise LMError("messages must be a list of strings")
+            raise InvalidLMRequest("messages must be a list of strings")
         for message in messages:
             _check_text("each message", message)
         temp = _check_temperature(temperature)
         if not messages:
             return []
+        if len(messages) <= self.max_responses_per_call:
+            self._check_size(expertise, list(dict.fromkeys(messages)))
         call = self._start_call(len(messages))
         groups = Counter(messages)  # insertion-ordered by first occurrence
         requests = [self._request(expertise, m, count, temp) for m, count in groups.items()]
@@ -462,18 +529,25 @@ class LanguageModel:
 
 def _check_text(what: str, value: object) -> None:
     if not isinstance(value, str):
-        raise LMError(f"{what} must be a string, not {type(value).__name__}")
+        raise InvalidLMRequest(f"{what} must be a string, not {type(value).__name__}")
 
 
 def _check_count(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise LMError(f"n_responses must be a positive integer, not {n!r}")
+        raise InvalidLMRequest(f"n_responses must be a positive integer, not {_short(n)}")
     return n
 
 
 def _check_temperature(t: object) -> float:
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
-        raise LMError(f"temperature must be a number, not {t!r}")
+        raise InvalidLMRequest(f"temperature must be a number, not {_short(t)}")
     if not 0.0 <= float(t) <= 2.0:
-        raise LMError(f"temperature must be between 0 and 2, not {t!r}")
+        raise InvalidLMRequest(f"temperature must be between 0 and 2, not {t!r}")
     return float(t)
+
+
+def _short(value: object) -> str:
+    """A number shown as itself; anything else only by its type (it came from the child)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value) if isinstance(value, float) or abs(value) < 10**30 else "a huge int"
+    return f"a {type(value).__name__}"

@@ -23,7 +23,9 @@ __all__ = [
     "ChatRequest",
     "ChatResult",
     "FatalLMError",
+    "InvalidLMRequest",
     "LMError",
+    "PromptTooLarge",
     "ReplayDivergence",
     "TransientLMError",
 ]
@@ -137,7 +139,12 @@ class LMError(Exception):
     """Base class of language-model errors."""
 
 
-BudgetKind = Literal["calls", "responses_per_call", "tokens", "cost"]
+BudgetKind = Literal["calls", "responses_per_call", "tokens", "cost", "prompt_size"]
+
+
+class InvalidLMRequest(LMError):
+    """A call with arguments of the wrong type or range (e.g. ``n_responses="6"``,
+    a temperature of NaN, a message that is not a string). Nothing is sent."""
 
 
 class BudgetExceeded(LMError):
@@ -146,7 +153,9 @@ class BudgetExceeded(LMError):
     ``kind`` says which: ``"calls"`` (an improver's language-model call budget or
     the run's cap on calls), ``"responses_per_call"`` (more samples than
     ``max_responses_per_call`` in one call), ``"tokens"`` (run-wide token cap),
-    ``"cost"`` (run-wide money cap). ``scope`` is ``"improver"`` or ``"run"``.
+    ``"cost"`` (run-wide money cap), ``"prompt_size"`` (one request's prompt over
+    ``max_prompt_chars``, :class:`PromptTooLarge`). ``scope`` is ``"improver"`` or
+    ``"run"``.
     """
 
     def __init__(
@@ -163,6 +172,20 @@ class BudgetExceeded(LMError):
         self.used = used
         self.scope = scope
         super().__init__(message)
+
+
+class PromptTooLarge(BudgetExceeded):
+    """One request's prompt (system + user characters) is over the per-request limit.
+    The request is refused before anything is sent or paid for; the call is not used."""
+
+    def __init__(self, chars: int, limit: int) -> None:
+        super().__init__(
+            "prompt_size",
+            f"the prompt has {chars:,} characters (system + user); at most {limit:,} are "
+            "allowed per request (max_prompt_chars): shorten it",
+            limit=limit,
+            used=chars,
+        )
 
 
 class FatalLMError(LMError):

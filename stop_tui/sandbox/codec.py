@@ -16,6 +16,13 @@ arrays, sets, functions, custom classes, non-string dict keys) is refused with
 :class:`CodecError`. Never pickle: decoding builds only JSON values and numeric
 arrays, so a hostile message cannot run code in the reader.
 
+Decoding is total: whatever a parsed JSON line holds, :func:`decode` returns
+values or raises :class:`CodecError`, never another exception. An array's
+dtype must be a plain numeric or bool type named as :func:`encode` names it,
+its shape at most ``MAX_DIMS`` non-negative dimensions with at most
+``MAX_ELEMENTS`` elements, checked against the data's length *before*
+anything is allocated.
+
 Messages are one JSON object per line (:func:`dumps_message` /
 :func:`loads_message`); the *reader* checks the size of every line before
 parsing it.
@@ -24,6 +31,7 @@ parsing it.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 from typing import Any
@@ -35,6 +43,8 @@ BASE64_MIN_SIZE = 64
 _NARROW = tuple(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4"))
 _ALLOWED_KINDS = frozenset("biuf")  # bool, signed int, unsigned int, float
 _MAX_DEPTH = 64
+MAX_DIMS = 32  # numpy's own limit is 64; no task needs more than 2
+MAX_ELEMENTS = 1 << 24  # ~16.8 M elements: more than a 16 MB message can carry
 _ARRAY_KEYS = (
     {NDARRAY_KEY, "dtype", "shape"},
     {NDARRAY_KEY, "dtype", "shape", "encoding"},
@@ -116,40 +126,91 @@ def _widens(wire: np.dtype[Any], dtype: np.dtype[Any]) -> bool:
     )
 
 
-def decode(value: Any, _depth: int = 0) -> Any:
-    """Inverse of :func:`encode` on a parsed JSON structure."""
-    if _depth > _MAX_DEPTH:
+def decode(value: Any) -> Any:
+    """Inverse of :func:`encode` on a parsed JSON structure.
+
+    Total: anything that is not a value :func:`encode` could have produced
+    raises :class:`CodecError` (numpy's errors, ``MemoryError`` and
+    ``RecursionError`` included), never another exception.
+    """
+    try:
+        return _decode(value, 0)
+    except CodecError:
+        raise
+    except Exception as exc:  # a numpy or interpreter limit: still just malformed data
+        raise CodecError(f"malformed value ({type(exc).__name__})") from exc
+
+
+_JSON_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
+def _decode(value: Any, depth: int) -> Any:
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return value
+    if depth > _MAX_DEPTH:
         raise CodecError("value is nested too deeply")
-    if isinstance(value, list):
-        return [decode(item, _depth + 1) for item in value]
-    if isinstance(value, dict):
+    if kind is list:
+        return [_decode(item, depth + 1) for item in value]
+    if kind is dict:
         if NDARRAY_KEY in value:
             return _decode_array(value)
-        return {key: decode(item, _depth + 1) for key, item in value.items()}
-    return value
+        return {key: _decode(item, depth + 1) for key, item in value.items()}
+    raise CodecError(f"values of type {kind.__name__} are not JSON")
+
+
+def _dtype(text: Any) -> np.dtype[Any]:
+    """A plain numeric or bool dtype, named exactly as :func:`encode` names it."""
+    if not isinstance(text, str) or len(text) > 8:
+        raise CodecError("malformed array: bad dtype")
+    return _parse_dtype(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_dtype(text: str) -> np.dtype[Any]:
+    try:
+        dtype = np.dtype(text)
+    except Exception as exc:
+        raise CodecError(f"malformed array: unknown dtype {text!r}") from exc
+    if dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise CodecError(f"arrays of dtype {dtype} are refused")
+    if dtype.str != text:  # e.g. "float64" or "\x00": not what encode writes
+        raise CodecError(f"malformed array: dtype {text!r} is not in its canonical form")
+    return dtype
+
+
+def _shape(shape: Any) -> list[int]:
+    """A declared shape, checked before anything of that size is allocated."""
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS:
+        raise CodecError("malformed array: bad shape")
+    size = 1
+    for n in shape:
+        if type(n) is not int or n < 0:
+            raise CodecError("malformed array: bad shape")
+        if n > MAX_ELEMENTS or (n and size * n > MAX_ELEMENTS):
+            raise CodecError(f"malformed array: shape {shape[:8]} is too large")
+        size *= n or 1
+    return shape
 
 
 def _decode_array(value: dict[str, Any]) -> np.ndarray:
-    keys = set(value)
-    if keys not in _ARRAY_KEYS:
+    if set(value) not in _ARRAY_KEYS:
         raise CodecError("malformed array: unexpected keys")
-    dtype_str, shape = value["dtype"], value["shape"]
-    if not isinstance(dtype_str, str) or not isinstance(shape, list):
-        raise CodecError("malformed array: bad dtype or shape")
-    try:
-        dtype = np.dtype(dtype_str)
-    except TypeError as exc:
-        raise CodecError(f"malformed array: unknown dtype {dtype_str!r}") from exc
-    if dtype.kind not in _ALLOWED_KINDS:
-        raise CodecError(f"arrays of dtype {dtype} are refused")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        raise CodecError("malformed array: bad shape")
+    dtype = _dtype(value["dtype"])
+    shape = _shape(value["shape"])
     if "encoding" in value:
         return _decode_base64(value, dtype, shape)
+    data = value[NDARRAY_KEY]
+    if shape and not isinstance(data, list):
+        raise CodecError("malformed array: data is not a list")
     try:
-        array = np.array(value[NDARRAY_KEY], dtype=dtype)
+        if dtype.kind == "f":  # e.g. 1e300 as float16: inf, without a warning
+            with np.errstate(all="ignore"):
+                array = np.array(data, dtype=dtype)
+        else:  # integers out of range raise OverflowError instead
+            array = np.array(data, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"malformed array: {exc}") from exc
+        raise CodecError(f"malformed array: {str(exc)[:200]}") from exc
     if list(array.shape) != shape:
         if math.prod(shape) == 0 and array.size == 0:
             return array.reshape(shape)
@@ -207,17 +268,18 @@ def _decode_base64(value: dict[str, Any], dtype: np.dtype[Any], shape: list[int]
         raise CodecError("malformed array: unknown encoding")
     wire = dtype
     if "wire" in value:
-        try:
-            wire = np.dtype(str(value["wire"])) if isinstance(value["wire"], str) else dtype
-        except TypeError:
-            wire = dtype
+        wire = _dtype(value["wire"])
         if not _widens(wire, dtype):  # also refuses a wire type equal to dtype
             raise CodecError("malformed array: bad wire type")
+    expected = math.prod(shape) * wire.itemsize
+    # base64 of n bytes is 4 * ceil(n / 3) characters: checked before decoding anything
+    if len(data) != 4 * ((expected + 2) // 3):
+        raise CodecError("malformed array: data does not match dtype and shape")
     try:
         raw = base64.b64decode(data.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError) as exc:
         raise CodecError(f"malformed array: {exc}") from exc
-    if len(raw) != math.prod(shape) * wire.itemsize:
+    if len(raw) != expected:
         raise CodecError("malformed array: data does not match dtype and shape")
     if dtype.kind == "b":  # only 0 and 1 are valid bools: normalise any other byte
         return (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)

@@ -53,15 +53,8 @@ REQUIRED = ("bwrap", "userns", "landlock", "seccomp")
 DISABLE_ENV = "STOP_TUI_SANDBOX_DISABLE"
 SCRATCH_IN_SANDBOX = "/scratch"
 TMPFS_BYTES = 1 << 30
+BWRAP_BLOCKED = "is installed but cannot create namespaces here"
 
-FIXES = {
-    "bwrap": "apt-get install bubblewrap",
-    "userns": "allow user namespaces (sysctl user.max_user_namespaces=10000, "
-    "kernel.unprivileged_userns_clone=1)",
-    "landlock": "use Linux >= 5.13 with Landlock enabled (lsm=landlock)",
-    "seccomp": "use a Linux kernel with seccomp filters on x86_64 or aarch64",
-    "limits": "use Linux",
-}
 TITLES = {
     "limits": "parent controls + rlimits",
     "bwrap": "bubblewrap namespaces",
@@ -83,7 +76,12 @@ class Layer:
 
     @property
     def fix(self) -> str:
-        return FIXES[self.name]
+        """The exact command or switch for this host (:mod:`stop_tui.sandbox.hostfix`)."""
+        from stop_tui.sandbox.hostfix import fix_for
+
+        # bwrap that is there but blocked needs user namespaces; missing or switched
+        # off, it needs installing.
+        return fix_for(self.name, bwrap_blocked=BWRAP_BLOCKED in self.detail)
 
 
 @dataclass(frozen=True)
@@ -500,7 +498,7 @@ def _probe(disabled: frozenset[str]) -> IsolationReport:
     secret = "/proc/self/status"  # exists with and without bwrap; not on the Landlock list
     result = _run_probe(prefix, checks, secret) if prefix else None
     if prefix and result is None:
-        status["bwrap"] = (False, f"{bwrap} is installed but cannot create namespaces here")
+        status["bwrap"] = (False, f"{bwrap} {BWRAP_BLOCKED}")
         prefix = []
     elif prefix:
         status["bwrap"] = (True, f"{bwrap}: user, pid, net, ipc, uts, mount namespaces")

@@ -1,6 +1,6 @@
 """The git run store: every improver a commit, every run a branch.
 
-See the README ("Runs live in git") for the layout and how to browse it with plain git.
+See docs/git-store.md for the layout and how to browse it with plain git.
 """
 
 from stop_tui.store.lock import RunLock

@@ -19,7 +19,7 @@ from typing import Any
 
 from stop_tui.sandbox import codec
 from stop_tui.sandbox.api import Child, Limits, Sandbox
-from stop_tui.tasks import Malformed
+from stop_tui.tasks import EvaluatorError, Malformed
 from stop_tui.tasks.registry import Task
 
 MAX_TIMEOUTS = 3
@@ -48,7 +48,8 @@ class InstanceResult:
     index: int
     score: float
     seconds: float | None  # parent-measured; None when the instance did not run
-    flag: str | None = None  # timeout | malformed: ... | error: ... | crashed: ... | skipped
+    # timeout | malformed: ... | error: ... | crashed: ... | skipped | evaluator: ...
+    flag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +115,7 @@ async def _spawn(sandbox: Sandbox, task: Task, source: str, seed: int) -> tuple[
         return child, f"error: the solution did not start ({info.summary})"
     if "error" in ready:
         await child.kill()
-        return child, f"error: {str(ready['error'])[:300]}"
+        return child, f"error: {text_of(ready['error'], 300)}"
     return child, None
 
 
@@ -173,20 +174,8 @@ async def evaluate(
                     InstanceResult(index, 0.0, reply.elapsed, f"crashed: {info.summary}")
                 )
                 continue
-            if "error" in reply.message:
-                text = str(reply.message["error"])[:300]
-                results.append(InstanceResult(index, 0.0, reply.elapsed, f"error: {text}"))
-                continue
-            try:
-                output = codec.decode(reply.message.get("ok"))
-                score = task.score(list(args), hidden, output)
-            except Malformed as exc:
-                results.append(InstanceResult(index, 0.0, reply.elapsed, f"malformed: {exc}"))
-                continue
-            except codec.CodecError as exc:
-                results.append(InstanceResult(index, 0.0, reply.elapsed, f"malformed: {exc}"))
-                continue
-            results.append(InstanceResult(index, score, reply.elapsed))
+            score, flag = judge(task, args, hidden, reply.message)
+            results.append(InstanceResult(index, score, reply.elapsed, flag))
     finally:
         if child is not None and child.alive:
             # Every reply is in: the score no longer depends on how the child ends,
@@ -208,6 +197,44 @@ async def evaluate(
         stderr="".join(errors)[-20_000:],
         seconds=time.perf_counter() - started,
     )
+
+
+_REPLY_KEYS = ({"id", "ok"}, {"id", "error"}, {"id", "error", "limit"})
+
+
+def judge(
+    task: Task, args: list[Any], hidden: object, message: dict[str, Any]
+) -> tuple[float, str | None]:
+    """The score and flag of one instance from the child's reply (any JSON object).
+
+    Total: whatever the child sent (a forged or garbled reply, an array of an
+    impossible shape, an output that makes the hidden evaluator fail) gives a
+    score of 0 and a flag, never an exception.
+    """
+    keys = set(message)
+    if keys not in _REPLY_KEYS:
+        extra = sorted(keys - {"id", "ok", "error", "limit"})[:3]
+        what = f"unexpected keys {extra}" if extra else "neither an output nor an error"
+        return 0.0, f"malformed: the reply has {what}"
+    if "error" in message:
+        return 0.0, f"error: {text_of(message['error'], 300)}"
+    try:
+        output = codec.decode(message["ok"])
+        return task.score(list(args), hidden, output), None
+    except (Malformed, codec.CodecError) as exc:
+        return 0.0, f"malformed: {text_of(str(exc), 300)}"
+    except EvaluatorError as exc:  # a task bug this output found: flagged, never fatal
+        return 0.0, f"evaluator: {text_of(str(exc), 300)}"
+    except Exception as exc:  # e.g. MemoryError or RecursionError while scoring
+        return 0.0, f"malformed: the output could not be scored ({type(exc).__name__})"
+
+
+def text_of(value: object, limit: int) -> str:
+    """Untrusted text for a flag: a string cut to ``limit`` characters; anything
+    else only named (its repr could be huge or nested past the recursion limit)."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + "..."
+    return f"(a {type(value).__name__}, not text)"
 
 
 def _collect(info: Any, outputs: list[str], errors: list[str]) -> None:

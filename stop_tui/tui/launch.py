@@ -31,13 +31,18 @@ def launch_new_run(settings: Settings, *, unsafe: bool = False) -> int:
 
 
 def launch_resume(
-    settings: Settings, run_id: str, *, unsafe: bool = False, generations: int | None = None
+    settings: Settings,
+    run_id: str,
+    *,
+    unsafe: bool = False,
+    generations: int | None = None,
+    caps: dict[str, Any] | None = None,
 ) -> int:
-    """``stop-tui resume RUN``: continue a saved run in the app."""
+    """``stop-tui resume RUN``: continue a saved run in the app (``caps``: raised run caps)."""
     from stop_tui.engine.session import prepare_resume
     from stop_tui.tui.app import StopApp
 
-    prepared = prepare_resume(settings, run_id, unsafe=unsafe, generations=generations)
+    prepared = prepare_resume(settings, run_id, unsafe=unsafe, generations=generations, caps=caps)
     return _run(StopApp(settings, start="new", prepared=prepared, unsafe=unsafe))
 
 

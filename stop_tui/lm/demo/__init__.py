@@ -1,6 +1,6 @@
 """The ``demo`` backend: scripted, offline, deterministic. Not a language model.
 
-See :mod:`stop_tui.lm.demo.backend` and the README's demo-model section.
+See :mod:`stop_tui.lm.demo.backend` and docs/demo-model.md.
 """
 
 from stop_tui.lm.demo.backend import (

@@ -201,7 +201,7 @@ class DemoBackend:
     ) -> LibraryEntry:
         """Pick a library entry: usually one rung above the prompt's current level.
 
-        The rules (the README's demo-model section, "How it chooses"): the level *k* is
+        The rules (docs/demo-model.md, "How it chooses"): the level *k* is
         the rung of the strongest library program shown in the prompt (rank 0
         when none is). Each rung's weight depends only on its distance from *k*
         (:func:`step_weight`): the next rung most often, the same rung or a

@@ -56,7 +56,8 @@ def validate_form(
         return None, errors
     update.update(model=model.strip(), task=task, approval=approval)
     try:
-        settings = Settings(**{**base.model_dump(), **update})
+        # unset fields stay unset: defaults that depend on the model (max_cost) follow it
+        settings = Settings(**{**base.model_dump(exclude_unset=True), **update})
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             loc = [str(p) for p in error.get("loc", ())]
