@@ -7,8 +7,6 @@ import json
 import sys
 from typing import Any
 
-from rich.text import Text
-
 from stop_tui.cli.store_view import add_workspace_option, console, fmt, open_store, steps_table
 from stop_tui.untrusted import rich_text, visible
 
@@ -102,7 +100,7 @@ def handle(args: argparse.Namespace) -> int:
     for line in lines:
         out.print(rich_text(line))
     for warning in review_warnings(source):
-        out.print(Text(warning, style="bold red"))  # our words, escapes already made
+        out.print(warning, style="bold red", markup=False)  # our words, escapes already made
     out.print("--- improver.py (hidden and control characters shown as ⟦…⟧; --json: exact text)")
     sys.stdout.flush()
     shown = visible(source)
