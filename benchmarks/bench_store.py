@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stop_tui.store import RunConfig, RunState, RunStore, StepRecord
-from stop_tui.store.store import _json_bytes, commit_message, state_message
+from stop_tui.store.messages import commit_message, json_bytes, state_message
 from stop_tui.store.synthetic import SEED_SOURCE, improver_source, step_record
 
 IDENT = "stop-tui <stop-tui@localhost>"
@@ -39,7 +39,7 @@ def fast_import_run(
     config = RunConfig(
         task="parity_noise", model="demo", run_id=run_id, created="2026-11-26T08:00:00Z"
     )
-    run_json = _json_bytes(config.to_json())
+    run_json = json_bytes(config.to_json())
 
     def data(b: bytes) -> bytes:
         return b"data %d\n" % len(b) + b + b"\n"
@@ -59,7 +59,7 @@ def fast_import_run(
         for path, content in (
             ("improver.py", source.encode()),
             ("run.json", run_json),
-            ("record.json", _json_bytes(rec.to_json())),
+            ("record.json", json_bytes(rec.to_json())),
             ("transcript.jsonl", b'{"role": "user", "content": "improve"}\n'),
             ("solutions/test-0.py", b"def algorithm():\n    return 0\n"),
         ):
@@ -99,7 +99,7 @@ def fast_import_run(
         f"commit refs/stop/{run_id}/state\nmark :{mark[0]}\ncommitter {IDENT} {when} +0000\n".encode()
         + data(state_message(run_id, state, config).encode())
         + b"deleteall\nM 100644 inline state.json\n"
-        + data(_json_bytes(state.to_json()))
+        + data(json_bytes(state.to_json()))
         + b"\n"
     )
 

@@ -18,7 +18,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from stop_tui.errors import UserError
 from stop_tui.store.gitcmd import Git
@@ -37,6 +36,7 @@ from stop_tui.store.integrity import (
     parse_tree,
     short,
 )
+from stop_tui.store.workspace import Workspace
 
 CHECKS = (
     "layout",
@@ -376,20 +376,6 @@ class VerifyReport:
             f"{failed} failed" + (f", {other} unverifiable" if other else "")
         )
         return out
-
-
-class Workspace(Protocol):
-    """What the checks need of a :class:`~stop_tui.store.store.RunStore` (which imports
-    this module: no import back)."""
-
-    @property
-    def git(self) -> Git: ...
-
-    def require_run(self, run_id: str) -> None: ...
-
-    def run_refs(self, run_id: str) -> dict[str, str]: ...
-
-    def signing_args(self) -> list[str]: ...
 
 
 def verify_run(store: Workspace, run_id: str) -> VerifyReport:
