@@ -15,7 +15,9 @@ from stop_tui.engine.session import seed_improver
 from stop_tui.lm.demo import DemoBackend
 from stop_tui.lm.transcript import RecordingBackend
 from stop_tui.lm.types import Backend
-from stop_tui.sandbox.api import Child, Limits, Sandbox
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.sandbox.child import Child
+from stop_tui.sandbox.limits import Limits
 from stop_tui.store.store import RunStore
 
 SMALL = {

@@ -15,7 +15,8 @@ from stop_tui.engine.audit import audit_source
 from stop_tui.engine.runner import ImproverCall, run_improver
 from stop_tui.lm.budget import LanguageModel
 from stop_tui.lm.demo import DemoBackend
-from stop_tui.sandbox.api import Limits, Sandbox
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.sandbox.limits import Limits
 from tests.engine_support import memory_run, small_config
 
 pytestmark = pytest.mark.timeout(180)

@@ -48,7 +48,8 @@ from stop_tui.engine.recorder import Recorder, StepResult
 from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
 from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
 from stop_tui.lm.types import Backend
-from stop_tui.sandbox.api import Limits, Sandbox
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.sandbox.limits import Limits
 from stop_tui.store.records import sha256_hex
 from stop_tui.tasks.evaluate import rng_seed_for, solution_limits
 from stop_tui.tasks.registry import Task, get_task
@@ -495,13 +496,7 @@ class StopRun:
         improver = start.improver
         # A resumed run's caps count what was spent before the crash (else every crash
         # would reset --max-calls / --max-tokens-total / --max-cost).
-        budget, spent = self.run_budget, start.spent
-        budget.calls_used += spent.calls
-        budget.prompt_tokens += spent.prompt_tokens
-        budget.completion_tokens += spent.completion_tokens
-        budget.cost += spent.cost
-        budget.cost_unknown_calls += spent.cost_unknown_calls
-        budget.tokens_estimated = budget.tokens_estimated or spent.tokens_estimated
+        start.spent.charge(self.run_budget)
         self.bus.publish(
             RunStarted(
                 run_id=self.run_id,

@@ -29,7 +29,8 @@ from stop_tui.engine.events import (
 from stop_tui.engine.recorder import TestResult
 from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
 from stop_tui.lm.budget import LanguageModel
-from stop_tui.sandbox.api import Limits, Sandbox
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.sandbox.limits import Limits
 from stop_tui.store.records import sha256_hex
 from stop_tui.tasks.evaluate import EvalResult, evaluate, rng_seed_for
 from stop_tui.tasks.registry import Task

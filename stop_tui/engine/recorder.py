@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from stop_tui.engine.approval import Decision
 from stop_tui.engine.audit import Flag
 from stop_tui.engine.config import RunConfig
+from stop_tui.lm.budget import RunBudget
 from stop_tui.store import records as store_records
 from stop_tui.store.integrity import presented_source
 from stop_tui.store.records import sha256_hex
@@ -64,6 +65,15 @@ class Spent:
     cost: float = 0.0
     cost_unknown_calls: int = 0
     tokens_estimated: bool = False
+
+    def charge(self, budget: RunBudget) -> None:
+        """Count this use on ``budget`` (use recorded before a crash, not run again)."""
+        budget.calls_used += self.calls
+        budget.prompt_tokens += self.prompt_tokens
+        budget.completion_tokens += self.completion_tokens
+        budget.cost += self.cost
+        budget.cost_unknown_calls += self.cost_unknown_calls
+        budget.tokens_estimated = budget.tokens_estimated or self.tokens_estimated
 
 
 @dataclass(frozen=True)

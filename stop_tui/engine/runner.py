@@ -17,7 +17,8 @@ from typing import Any
 from stop_tui.engine.audit import Flag
 from stop_tui.lm.budget import LanguageModel
 from stop_tui.lm.types import BudgetExceeded, FatalLMError, InvalidLMRequest, LMError
-from stop_tui.sandbox.api import Limits, Reply, RpcFailure, Sandbox
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.sandbox.limits import Limits, Reply, RpcFailure
 from stop_tui.tasks.evaluate import text_of
 
 UtilityFn = Callable[[Any, bool], Awaitable[float]]

@@ -35,22 +35,12 @@ class SweepBudget(RunBudget):
 
     def charge(self, spent: Spent) -> None:
         """Count use recorded before a crash (not run again)."""
-        self.calls_used += spent.calls
-        self.prompt_tokens += spent.prompt_tokens
-        self.completion_tokens += spent.completion_tokens
-        self.cost += spent.cost
-        self.cost_unknown_calls += spent.cost_unknown_calls
-        self.tokens_estimated = self.tokens_estimated or spent.tokens_estimated
+        spent.charge(self)
 
     async def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose requests were never sent."""
         async with self._lock:
-            if reservation.settled:
-                return
-            reservation.settled = True
-            self._reserved_calls -= reservation.requests
-            self._reserved_tokens -= reservation.tokens
-            self._reserved_cost -= reservation.cost
+            self.unreserve(reservation)
 
 
 def _sweep_exceeded(exc: BudgetExceeded) -> BudgetExceeded:

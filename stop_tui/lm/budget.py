@@ -289,15 +289,22 @@ class RunBudget:
             self.exhausted = exc
         return exc
 
+    def unreserve(self, reservation: Reservation) -> bool:
+        """Drop a reservation's hold on the caps, once (call under the lock); False when it
+        was already settled."""
+        if reservation.settled:
+            return False
+        reservation.settled = True
+        self._reserved_calls -= reservation.requests
+        self._reserved_tokens -= reservation.tokens
+        self._reserved_cost -= reservation.cost
+        return True
+
     async def settle(self, reservation: Reservation, results: list[ChatResult | None]) -> None:
         """Replace a reservation by the usage of the results (None = the request failed)."""
         async with self._lock:
-            if reservation.settled:
+            if not self.unreserve(reservation):
                 return
-            reservation.settled = True
-            self._reserved_calls -= reservation.requests
-            self._reserved_tokens -= reservation.tokens
-            self._reserved_cost -= reservation.cost
             self.calls_used += reservation.requests  # failed requests count too
             for result in results:
                 if result is None:

@@ -2,8 +2,9 @@
 
 Public names are imported lazily (PEP 562) so that the guest side, which
 imports :mod:`stop_tui.sandbox.codec`, never loads the parent-side machinery.
-See :mod:`stop_tui.sandbox.api` for the API and :mod:`stop_tui.sandbox.layers`
-for the isolation layers.
+See :mod:`stop_tui.sandbox.api` for the API (the children it makes are
+:mod:`stop_tui.sandbox.child`, their limits and results :mod:`stop_tui.sandbox.limits`)
+and :mod:`stop_tui.sandbox.layers` for the isolation layers.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stop_tui.sandbox.api import Child, ExitInfo, Limits, Reply, RpcFailure, Sandbox
+    from stop_tui.sandbox.api import Sandbox
+    from stop_tui.sandbox.child import Child
     from stop_tui.sandbox.layers import IsolationReport, probe
+    from stop_tui.sandbox.limits import ExitInfo, Limits, Reply, RpcFailure
 
 __all__ = [
     "Child",
@@ -31,8 +34,16 @@ def __getattr__(name: str) -> Any:
         from stop_tui.sandbox import layers
 
         return getattr(layers, name)
-    if name in __all__:
+    if name == "Sandbox":
         from stop_tui.sandbox import api
 
-        return getattr(api, name)
+        return api.Sandbox
+    if name == "Child":
+        from stop_tui.sandbox import child
+
+        return child.Child
+    if name in __all__:
+        from stop_tui.sandbox import limits
+
+        return getattr(limits, name)
     raise AttributeError(f"module 'stop_tui.sandbox' has no attribute {name!r}")

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from stop_tui.sandbox import codec
-from stop_tui.sandbox.api import Limits, Sandbox
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.sandbox.limits import Limits
 
 
 @dataclass(frozen=True)

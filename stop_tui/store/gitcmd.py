@@ -101,12 +101,9 @@ class Git:
 
     def cat_check(self, specs: Iterable[str]) -> list[tuple[str, int] | None]:
         """(type, size) of many objects in ONE process (``cat-file --batch-check``)."""
-        specs = list(specs)
+        specs = _object_names(specs)
         if not specs:
             return []
-        for s in specs:
-            if "\n" in s:
-                raise ValueError(f"bad object name {s!r}")
         out = self.run(
             ["cat-file", "--batch-check"], input="".join(s + "\n" for s in specs).encode()
         ).stdout.decode()
@@ -121,12 +118,9 @@ class Git:
 
     def cat_batch(self, specs: Iterable[str]) -> list[bytes | None]:
         """Contents of many objects in ONE process (``cat-file --batch``); None when missing."""
-        specs = list(specs)
+        specs = _object_names(specs)
         if not specs:
             return []
-        for s in specs:
-            if "\n" in s:
-                raise ValueError(f"bad object name {s!r}")
         data = self.run(["cat-file", "--batch"], input="".join(s + "\n" for s in specs).encode())
         out = data.stdout
         results: list[bytes | None] = []
@@ -176,3 +170,12 @@ def user_signing_config() -> list[str]:
         if key != "commit.gpgsign":
             args += ["-c", f"{key}={value}"]
     return args
+
+
+def _object_names(specs: Iterable[str]) -> list[str]:
+    """Object names for one ``cat-file`` batch (one a line: a newline in a name is refused)."""
+    names = list(specs)
+    for name in names:
+        if "\n" in name:
+            raise ValueError(f"bad object name {name!r}")
+    return names

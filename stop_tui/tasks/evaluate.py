@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stop_tui.sandbox import codec
-from stop_tui.sandbox.api import Child, Limits, Sandbox
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.sandbox.child import Child
+from stop_tui.sandbox.limits import Limits
 from stop_tui.tasks import EvaluatorError, Malformed
 from stop_tui.tasks.registry import Task
 
