@@ -66,7 +66,10 @@ from stop_tui.errors import UserError
 from stop_tui.sandbox import layers
 from stop_tui.sandbox.child import Child, reap
 from stop_tui.sandbox.guest.zygote import CLEANUP_SECONDS, remove_tree
-from stop_tui.sandbox.limits import Limits
+from stop_tui.sandbox.limits import ExitInfo, Limits, Reply, RpcFailure
+
+# The sandbox's whole API from one place (the types live in child.py and limits.py).
+__all__ = ["JOBS", "SPARES", "Child", "ExitInfo", "Limits", "Reply", "RpcFailure", "Sandbox"]
 
 SPARES = 2  # confined children kept waiting per limits profile (0: none; ~3 MB each)
 SPARE_PROFILES = 4  # limits profiles with spares; the least recently used is dropped
