@@ -18,7 +18,7 @@ from stop_tui.lm.budget import LanguageModel, RunBudget
 from stop_tui.lm.openai_backend import OpenAIBackend
 from stop_tui.lm.replay import ReplayBackend
 from stop_tui.lm.transcript import RecordingBackend
-from tests.openai_server import OpenAIServer
+from tests.support.openai_server import OpenAIServer
 
 
 async def drive(backend: object, count: int) -> float:

@@ -2,7 +2,7 @@
 
 Usage: PYTHONPATH=. python benchmarks/tasks_inprocess.py [TASK ...]
 
-Runs only OUR code (tasks/*/seed.py and tests/solutions/*.py) through the trusted
+Runs only OUR code (tasks/*/seed.py and tests/support/solutions/*.py) through the trusted
 harness with each task's time limit enforced (measured here, without IPC), and
 prints a Markdown table. Generated code must go through the sandbox instead.
 """
@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from solutions.harness import evaluate, strong_source
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stop_tui.tasks import get_task, list_tasks
+from tests.support.solutions.harness import evaluate, strong_source
 
 
 def _flags(flags: list[str]) -> str:

@@ -1,6 +1,6 @@
 """Sphinx configuration of the documentation site (Markdown pages read by MyST).
 
-Build it strictly, as CI does (tests/test_docs.py): every warning is an error, so a
+Build it strictly, as CI does (tests/integration/test_docs.py): every warning is an error, so a
 broken link, a missing anchor or a page left out of the table of contents fails.
 
     sphinx-build -W --keep-going -b html docs site

@@ -148,7 +148,7 @@ class IsolationReport:
 # ------------------------------------------------------------------- host paths
 
 GUEST_PREFIX = "stop-tui-guest-"  # the private guest runtime directory's name starts so
-# The files the guest imports (checked by tests/test_sandbox_sealed.py): copied into
+# The files the guest imports (checked by tests/integration/test_sandbox_sealed.py): copied into
 # a private directory, so that nothing else of stop_tui is on the child's path.
 GUEST_FILES = (
     "sandbox/codec.py",

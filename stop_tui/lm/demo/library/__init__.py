@@ -4,7 +4,7 @@ Every entry's source is a ``.py`` file under ``sources/`` read as text: it is
 code shown to people and run in the sandbox, never imported by the app. The
 order of the entries in :data:`CATALOG` is their strength (0 = weakest); the
 demo backend steps up it mostly one rung at a time. The improvers are ordered by
-what they achieve with the demo backend on parity_noise (tests/test_demo_ladder.py).
+what they achieve with the demo backend on parity_noise (tests/unit/test_demo_ladder.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,92 @@
+"""Helpers for the TUI tests: settings for a temp workspace, saved runs made
+quickly with the real headless engine, and a pilot wait loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stop_tui.config import Settings, load_settings
+from stop_tui.engine.approval import ApprovalRequest, Policy, Purpose
+from stop_tui.engine.session import prepare_run, seed_improver
+from tests.support.engine import SMALL as ENGINE_SMALL
+
+SMALL: dict[str, Any] = {**ENGINE_SMALL, "model": "demo", "demo_failure_rate": 0.0, "seed": 1}
+
+
+def settings_for(workspace: Path, **changes: Any) -> Settings:
+    return load_settings(
+        {**SMALL, "workspace": workspace, **changes}, environ={}, cwd=workspace.parent
+    )
+
+
+def make_saved_run(workspace: Path, run_id: str, **changes: Any) -> str:
+    """A finished run in ``workspace`` (auto approval, serial: the same result every time)."""
+
+    async def main() -> str:
+        prepared = prepare_run(
+            settings_for(workspace, **changes),
+            default_policy=Policy.AUTO,
+            run_id=run_id,
+            serial=True,
+        )
+        try:
+            status = await prepared.run.run()
+        finally:
+            await prepared.close()
+        assert status == "finished"
+        return run_id
+
+    return asyncio.run(main())
+
+
+async def wait_for(
+    pilot: Any, condition: Callable[[], object], what: str, limit: float = 60.0
+) -> None:
+    """Let the app run until ``condition()`` holds (fails after ``limit`` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+SAVED = "20260101-000000-aaaa"
+_shared: dict[str, Path] = {}
+
+
+def shared_saved_run(base: Path) -> Path:
+    """One finished two-generation run per test process (read-only for the tests)."""
+    if "workspace" not in _shared:
+        workspace = base / "ws"
+        make_saved_run(workspace, SAVED, generations=2)
+        _shared["workspace"] = workspace
+    return _shared["workspace"]
+
+
+def approval_request() -> ApprovalRequest:
+    """A candidate asking to run, as the approval modal gets it (no engine behind it)."""
+    parent = seed_improver()
+    source = parent.replace("temperature=0.7", "temperature=1.0") + (
+        "\n\nimport os  # a candidate that reaches for the operating system\n"
+    )
+    return ApprovalRequest(
+        run_id=SAVED,
+        generation=1,
+        index=2,
+        purpose=Purpose.CANDIDATE,
+        source=source,
+        parent_source=parent,
+        flags=("escape/import: imports os (line 41)",),
+        allowances={
+            "meta-utility tests": 2,
+            "language-model calls per run": 2,
+            "utility calls per run": 3,
+            "network": "none",
+            "files": "a private scratch directory only",
+        },
+        request_id="req-snapshot",
+    )
