@@ -35,10 +35,10 @@ from stop_tui.lm.types import ChatRequest, ChatResult
 from stop_tui.sandbox.api import Sandbox
 from stop_tui.store.store import RunStore
 from stop_tui.untrusted import reveal, visible
-from tests.engine_support import small_config, store_run
+from tests.support.engine import small_config, store_run
 
 pytestmark = pytest.mark.timeout(300)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # A working improver (it returns the initial solution) whose text attacks the reviewer.
 HOSTILE = (
@@ -317,7 +317,7 @@ async def test_app_approval_modal_shows_escapes_and_says_so(
 
     from stop_tui.tui.app import StopApp
     from stop_tui.tui.screens.approval import ApprovalScreen
-    from tests.tui_support import settings_for
+    from tests.support.tui import settings_for
 
     for name in ("EDITOR", "VISUAL"):
         monkeypatch.delenv(name, raising=False)
@@ -364,7 +364,7 @@ async def test_app_editor_turns_escapes_back_and_refuses_a_stray_bracket(
 
     from stop_tui.tui.app import StopApp
     from stop_tui.tui.screens.approval import ApprovalScreen
-    from tests.tui_support import settings_for
+    from tests.support.tui import settings_for
 
     for name in ("EDITOR", "VISUAL"):
         monkeypatch.delenv(name, raising=False)
@@ -391,7 +391,7 @@ async def test_app_editor_turns_escapes_back_and_refuses_a_stray_bracket(
 
 async def test_app_notifications_show_error_text_without_markup(tmp_path: Path) -> None:
     from stop_tui.tui.app import StopApp
-    from tests.tui_support import settings_for
+    from tests.support.tui import settings_for
 
     app = StopApp(settings_for(tmp_path / "ws"), snapshot=True)
     async with app.run_test(size=(100, 32)) as pilot:
@@ -463,7 +463,7 @@ async def test_app_improver_screen_shows_the_hostile_candidate_visibly(
 
     from stop_tui.tui.app import StopApp
     from stop_tui.tui.screens.improver import ImproverScreen
-    from tests.tui_support import settings_for
+    from tests.support.tui import settings_for
 
     store = RunStore(hostile_run.workspace)
     step = next(
@@ -509,6 +509,6 @@ async def test_app_improver_screen_shows_the_hostile_candidate_visibly(
 
 
 async def wait_until(pilot: Any, condition: Any, limit: float = 60.0) -> None:
-    from tests.tui_support import wait_for
+    from tests.support.tui import wait_for
 
     await wait_for(pilot, condition, "the screen", limit=limit)
