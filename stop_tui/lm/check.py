@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol
 
 import openai
 
+from stop_tui.lm.openai_backend import error_text
+
 __all__ = ["CheckRow", "EndpointReport", "EndpointSettings", "check_endpoint"]
 
 
@@ -252,9 +254,4 @@ async def _run_checks(
 
 
 def _msg(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:200]
-    return str(exc.message)[:200]
+    return error_text(exc, 200, dump_body=False)

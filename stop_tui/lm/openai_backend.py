@@ -241,7 +241,7 @@ class OpenAIBackend:
 
     def _fatal(self, exc: openai.APIStatusError) -> FatalLMError | None:
         status = exc.status_code
-        detail = self.scrub(_error_text(exc))
+        detail = self.scrub(error_text(exc))
         if status == 401:
             return FatalLMError(
                 f"the endpoint {self._where()} rejected the API key (HTTP 401: {detail}); "
@@ -279,10 +279,10 @@ class OpenAIBackend:
                 if status not in _RETRY_STATUSES and status < 500:
                     raise LMError(
                         f"the endpoint rejected the request (HTTP {status}: "
-                        f"{self.scrub(_error_text(exc))})"
+                        f"{self.scrub(error_text(exc))})"
                     ) from None
                 retry_after = parse_retry_after(dict(exc.response.headers))
-                reason = f"HTTP {status}: {self.scrub(_error_text(exc))}"
+                reason = f"HTTP {status}: {self.scrub(error_text(exc))}"
             except openai.APITimeoutError:
                 reason = f"timed out after {self.timeout:g}s"
             except openai.APIConnectionError as exc:
@@ -348,11 +348,14 @@ class OpenAIBackend:
         )
 
 
-def _error_text(exc: openai.APIStatusError) -> str:
+def error_text(exc: openai.APIStatusError, limit: int = 300, *, dump_body: bool = True) -> str:
+    """The endpoint's own error message (``{"error": {"message": ...}}``), at most ``limit``
+    characters; else the JSON body (``dump_body``) or the client's message."""
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-        return json.dumps(body)[:300]
-    return str(exc.message)[:300]
+            return str(inner["message"])[:limit]
+        if dump_body:
+            return json.dumps(body)[:limit]
+    return str(exc.message)[:limit]

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import textwrap
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ class AttackResult:
     name: str
     blocked: bool
     detail: str
+
+
+Attack = Callable[[Sandbox, Path], Awaitable[AttackResult]]
 
 
 async def _run(
@@ -129,24 +133,32 @@ async def _kill(sandbox: Sandbox, scratch: Path) -> AttackResult:
     return AttackResult("kill another process", alive, _short(reply))
 
 
-async def _memory(sandbox: Sandbox, scratch: Path) -> AttackResult:
-    reply, limit = await _run(
-        sandbox,
-        "def attack():\n    return len(bytearray(2 * 1024 ** 3))\n",
-        [],
-        Limits(memory_mb=256, wall_time=20),
-    )
-    return AttackResult("2 GiB allocation", limit == "memory", _short(reply))
+def _limit_hit(key: str, name: str, source: str, limits: Limits, limit: str) -> Attack:
+    """An attack (called ``key`` in a failed probe's report) that the sandbox must end at
+    ``limit``."""
+
+    async def attack(sandbox: Sandbox, scratch: Path) -> AttackResult:
+        reply, hit = await _run(sandbox, source, [], limits)
+        return AttackResult(name, hit == limit, _short(reply))
+
+    attack.__name__ = f"_{key}"
+    return attack
 
 
-async def _flood(sandbox: Sandbox, scratch: Path) -> AttackResult:
-    reply, limit = await _run(
-        sandbox,
-        "import sys\ndef attack():\n    sys.stdout.write('x' * (50 << 20))\n    return 'done'\n",
-        [],
-        Limits(max_output_bytes=100_000, wall_time=20),
-    )
-    return AttackResult("50 MiB stdout flood", limit == "output", _short(reply))
+_memory = _limit_hit(
+    "memory",
+    "2 GiB allocation",
+    "def attack():\n    return len(bytearray(2 * 1024 ** 3))\n",
+    Limits(memory_mb=256, wall_time=20),
+    "memory",
+)
+_flood = _limit_hit(
+    "flood",
+    "50 MiB stdout flood",
+    "import sys\ndef attack():\n    sys.stdout.write('x' * (50 << 20))\n    return 'done'\n",
+    Limits(max_output_bytes=100_000, wall_time=20),
+    "output",
+)
 
 
 async def _package_data(sandbox: Sandbox, scratch: Path) -> AttackResult:
