@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_FILENAME",
+    "DEFAULT_MAX_TOKENS",
     "ENV_PREFIX",
     "Settings",
     "find_config_file",
@@ -55,6 +56,8 @@ CONFIG_FILENAME = "stop.toml"
 #: cost ~20 times that. $20 lets the former finish and stops the latter early.
 #: Demo, free (price 0) and unknown-price models (local servers) get no default cap.
 DEFAULT_MAX_COST = 20.0
+#: The default per-response token limit (see Settings.max_tokens).
+DEFAULT_MAX_TOKENS = 4096
 ENV_PREFIX = "STOP_TUI_"
 
 ApprovalPolicy = Literal["every-candidate", "each-generation", "auto", "reject-flagged"]
@@ -94,9 +97,37 @@ class Settings(BaseSettings):
     azure_endpoint: str | None = None
     azure_api_version: str | None = None
     azure_deployment: str | None = None
-    timeout: float = Field(default=120.0, gt=0, description="Seconds per HTTP request.")
-    max_tokens: int | None = Field(default=None, ge=1, description="Per response.")
-    max_concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
+    timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds one request may take once sent (time queued for a slot is not "
+        "counted); then it is cancelled, its connection closed, and retried.",
+    )
+    #: 4096: an improver or solution in the paper is a few hundred lines (~3,000 tokens
+    #: at most); 4096 leaves room for the explanation around the code, while a small
+    #: local model that never stops can not fill a whole context window (8k+ tokens,
+    #: minutes of generation) on every request.
+    max_tokens: int | None = Field(
+        default=DEFAULT_MAX_TOKENS,
+        ge=1,
+        description="Tokens one response may have (sent as max_tokens, or "
+        "max_completion_tokens to reasoning models).",
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests in flight at once per endpoint; more queue. Unset: 1 for a "
+        "server on this machine (127.0.0.1, localhost), 4 otherwise.",
+    )
+    stream: bool = Field(
+        default=True,
+        description="Stream responses (a timed-out request is cancelled at once); "
+        "false for servers that cannot stream.",
+    )
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
+        default=None,
+        description="Sent as reasoning_effort to reasoning models (left out if rejected).",
+    )
     max_retries: int = Field(default=5, ge=0, description="Retries per request.")
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=30.0, ge=0)
@@ -378,7 +409,10 @@ def _short(value: Any) -> str:
 
 
 def make_backend(
-    settings: Settings, *, on_retry: Callable[[dict[str, Any]], None] | None = None
+    settings: Settings,
+    *,
+    on_retry: Callable[[dict[str, Any]], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> Backend:
     """The backend the settings describe: the demo backend for model "demo", else
     an :class:`~stop_tui.lm.openai_backend.OpenAIBackend` (``on_retry`` is told of
@@ -415,6 +449,8 @@ def make_backend(
             timeout=settings.timeout,
             max_tokens=settings.max_tokens,
             max_concurrency=settings.max_concurrency,
+            stream=settings.stream,
+            reasoning_effort=settings.reasoning_effort,
             retry=RetryPolicy(
                 max_retries=settings.max_retries,
                 base_delay=settings.retry_base_delay,
@@ -422,6 +458,7 @@ def make_backend(
             ),
             prices=settings.prices,
             on_retry=on_retry,
+            on_notice=on_notice,
         )
     except FatalLMError as exc:
         raise UserError(str(exc)) from None

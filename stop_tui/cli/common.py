@@ -30,6 +30,12 @@ RUN_OPTIONS: list[tuple[str, str, type, str]] = [
         int,
         "downstream runs per meta-utility (default 5)",
     ),
+    (
+        "--max-tokens",
+        "max_tokens",
+        int,
+        "tokens one response may have (default 4096; reasoning models: max_completion_tokens)",
+    ),
     ("--seed", "seed", int, "seed of evaluations and of the demo model (default 0)"),
     # caps take a number or "none" (checked by the settings, with the others)
     ("--max-calls", "max_calls", str, "hard cap on LM requests for the whole run"),

@@ -14,6 +14,26 @@ Retry policy (ours, not the client's: the ``openai`` client is built with
   (the message names the fix); other 4xx (a 400 for an over-long prompt, say)
   raise :class:`~stop_tui.lm.types.LMError`.
 
+Requests stream (``stream=True`` with ``stream_options.include_usage``) so that a
+per-request timeout (``timeout``, counted from when the request is sent, not while it
+waits for a concurrency slot) closes the HTTP connection: the server sees the client
+go away and the retry is never sent while the same request is still being served.
+A server that rejects ``stream_options`` (HTTP 400 naming it) is asked without it;
+one that rejects streaming is asked without streaming (the timeout still cancels).
+At most ``max_concurrency`` requests are in flight; the rest queue. Unset, it is 1
+for a server on this machine (llama.cpp, Ollama, LM Studio serve one request at a
+time by default) and 4 otherwise.
+
+What an endpoint does not accept is learned from its HTTP 400 once and remembered
+for this backend (the run): ``max_tokens`` rejected -> ``max_completion_tokens``
+(reasoning models); a non-default ``temperature`` rejected -> sent without one;
+``n`` rejected -> ``n=1`` requests in parallel; ``reasoning_effort`` or
+``stream_options`` rejected -> left out. Each adaptation is reported once to
+``on_notice`` and recorded on every result it applied to (``ChatResult.adapted``,
+written to the transcript). Reasoning tokens
+(``usage.completion_tokens_details.reasoning_tokens``) are part of the completion
+tokens the server reports and are counted (and priced) with them.
+
 ``n`` samples: the request asks for ``n`` choices; when a server returns fewer
 (several local servers ignore ``n``), the missing ones are requested in parallel
 with ``n=1`` each. Token usage comes from the response's ``usage`` block; when a
@@ -31,6 +51,7 @@ import asyncio
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -43,14 +64,32 @@ from stop_tui.lm.types import (
     ChatRequest,
     ChatResult,
     FatalLMError,
-    LMError,
+    RejectedLMError,
     TransientLMError,
 )
 
-__all__ = ["OpenAIBackend", "RetryPolicy", "parse_retry_after"]
+__all__ = ["OpenAIBackend", "RetryPolicy", "default_concurrency", "parse_retry_after"]
 
 Sleep = Callable[[float], Awaitable[None]]
 RetryHook = Callable[[dict[str, Any]], None]
+NoticeHook = Callable[[str], None]
+
+#: Hosts whose servers are on this machine (default concurrency 1).
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
+
+
+def default_concurrency(base_url: str | None) -> int:
+    """Requests in flight at once when not configured: 1 for a server on this
+    machine (local servers usually serve one request at a time; a second would only
+    wait there, its timeout running), 4 for a remote endpoint."""
+    if base_url:
+        from urllib.parse import urlsplit
+
+        host = (urlsplit(base_url).hostname or "").lower()
+        if host in _LOCAL_HOSTS or host.startswith("127."):
+            return 1
+    return 4
+
 
 _RETRY_STATUSES = {408, 409, 429}
 
@@ -117,6 +156,43 @@ class _Reply:
     completion_tokens: int
     estimated: bool
     retries: int
+    reasoning_tokens: int = 0
+
+
+#: Adaptations the backend can learn: (parameter the endpoint rejected, what it does).
+_ADAPTATIONS: dict[str, str] = {
+    "max_tokens": "sent as max_completion_tokens",
+    "temperature": "left out (the model accepts only its default)",
+    "n": "n=1 requests in parallel",
+    "reasoning_effort": "left out",
+    "stream_options": "left out (usage read from the reply, else estimated)",
+    "stream": "requests do not stream",
+}
+
+
+def _rejected_param(status: int, body: object, text: str) -> str | None:
+    """The request parameter an HTTP 400/422 says is not supported, or None."""
+    if status not in (400, 422):
+        return None
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(inner, dict):
+        param = inner.get("param")
+        if isinstance(param, str) and param in _ADAPTATIONS:
+            code = str(inner.get("code") or "")
+            if param != "temperature" or "unsupported" in code or "default" in text.lower():
+                return param
+    lower = text.lower()
+    for param in ("max_tokens", "stream_options", "reasoning_effort", "temperature"):
+        if f"'{param}'" in lower or f'"{param}"' in lower or f"`{param}`" in lower:
+            if "unsupported" in lower or "not support" in lower or "not permitted" in lower:
+                return param
+            if param == "temperature" and "only the default" in lower:
+                return param
+    if re.search(r"\b'?n'?\b.{0,20}(must be|at most|only) ?1\b", lower) or "'n' is not" in lower:
+        return "n"
+    if "stream" in lower and ("not support" in lower or "unsupported" in lower):
+        return "stream"
+    return None
 
 
 class OpenAIBackend:
@@ -134,15 +210,20 @@ class OpenAIBackend:
         azure_deployment: str | None = None,
         timeout: float = 120.0,
         max_tokens: int | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int | None = None,
+        stream: bool = True,
+        reasoning_effort: str | None = None,
         retry: RetryPolicy | None = None,
         prices: Mapping[str, Price] | None = None,
         sleep: Sleep | None = None,
         rng: random.Random | None = None,
         on_retry: RetryHook | None = None,
+        on_notice: NoticeHook | None = None,
     ) -> None:
         if not model:
             raise FatalLMError("no model name given: set 'model' in stop.toml or pass --model")
+        if max_concurrency is None:
+            max_concurrency = default_concurrency(azure_endpoint or base_url)
         if max_concurrency < 1:
             raise FatalLMError("max_concurrency must be at least 1")
         self.model = model
@@ -150,14 +231,20 @@ class OpenAIBackend:
         self.azure_endpoint = azure_endpoint
         self.timeout = float(timeout)
         self.max_tokens = max_tokens
+        self.max_concurrency = max_concurrency
+        self.reasoning_effort = reasoning_effort
         self.retry = retry or RetryPolicy()
         self.prices = dict(prices or {})
         self.name = f"openai:{model}" if azure_endpoint is None else f"azure:{model}"
         self._sleep: Sleep = sleep or asyncio.sleep
         self._rng = rng or random.Random()
         self._on_retry = on_retry
+        self._on_notice = on_notice
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._secret = api_key or ""
+        #: Parameters this endpoint rejected (learned from its errors; see module docs).
+        self.rejected: set[str] = set() if stream else {"stream"}
+        self.notices: list[str] = []
         self._client: openai.AsyncOpenAI
         if azure_endpoint is not None:
             if not azure_api_version:
@@ -204,10 +291,16 @@ class OpenAIBackend:
     # -- public --------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> ChatResult:
         start = time.monotonic()
-        first = await self._request(request, request.n)
-        replies = [first]
-        missing = request.n - len(first.texts)
-        texts = list(first.texts[: request.n])
+        if "n" in self.rejected and request.n > 1:
+            replies = list(
+                await asyncio.gather(*(self._request(request, 1) for _ in range(request.n)))
+            )
+            texts = [t for r in replies for t in r.texts[:1]]
+        else:
+            first = await self._request(request, request.n)
+            replies = [first]
+            texts = list(first.texts[: request.n])
+        missing = request.n - len(texts)
         while missing > 0:
             # The server returned fewer choices than asked for: ask for the rest, one each.
             more = await asyncio.gather(*(self._request(request, 1) for _ in range(missing)))
@@ -227,9 +320,37 @@ class OpenAIBackend:
             cost=cost_of(
                 request.model or self.model, prompt_tokens, completion_tokens, self.prices
             ),
+            reasoning_tokens=sum(r.reasoning_tokens for r in replies),
+            adapted=self._adapted(request, n_split=request.n > 1),
         )
 
     # -- internals -------------------------------------------------------------
+    def _adapted(self, request: ChatRequest, *, n_split: bool) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for param in sorted(self.rejected):
+            if param == "n" and not n_split:
+                continue
+            if param == "temperature" and request.temperature == 1.0:
+                continue
+            if param == "reasoning_effort" and not self.reasoning_effort:
+                continue
+            if param == "max_tokens" and self._max_tokens(request) is None:
+                continue
+            out[param] = _ADAPTATIONS[param]
+        return out
+
+    def _learn(self, param: str, detail: str) -> None:
+        if param in self.rejected:
+            return
+        self.rejected.add(param)
+        notice = (
+            f"{self._where()} rejected '{param}' for model {self.model!r} ({detail[:160]}); "
+            f"for the rest of this run it is {_ADAPTATIONS[param]}"
+        )
+        self.notices.append(notice)
+        if self._on_notice is not None:
+            self._on_notice(notice)
+
     def scrub(self, text: str) -> str:
         """``text`` with any occurrence of the API key replaced by ``***``."""
         if self._secret and len(self._secret) >= 4:
@@ -265,26 +386,49 @@ class OpenAIBackend:
 
     async def _request(self, request: ChatRequest, n: int) -> _Reply:
         attempt = 0
+        adaptations = 0
         while True:
             retry_after: float | None = None
             status: int | None = None
             try:
                 async with self._semaphore:
-                    return await self._once(request, n, attempt)
+                    # The timeout starts once a slot is free: time queued is not counted.
+                    # When it fires, the request task is cancelled and its connection closed.
+                    async with asyncio.timeout(self.timeout):
+                        return await self._once(request, n, attempt)
             except openai.APIStatusError as exc:
                 fatal = self._fatal(exc)
                 if fatal is not None:
                     raise fatal from None
                 status = exc.status_code
+                detail = self.scrub(error_text(exc))
+                param = _rejected_param(status, exc.body, detail)
+                if param is not None and param not in self.rejected and adaptations < 6:
+                    adaptations += 1
+                    self._learn(param, detail)
+                    if param == "n" and n > 1:
+                        replies = await asyncio.gather(
+                            *(self._request(request, 1) for _ in range(n))
+                        )
+                        return _Reply(
+                            texts=[t for r in replies for t in r.texts[:1]],
+                            prompt_tokens=sum(r.prompt_tokens for r in replies),
+                            completion_tokens=sum(r.completion_tokens for r in replies),
+                            estimated=any(r.estimated for r in replies),
+                            retries=attempt + sum(r.retries for r in replies),
+                            reasoning_tokens=sum(r.reasoning_tokens for r in replies),
+                        )
+                    continue  # resend at once, adapted (not a retry: nothing was served)
                 if status not in _RETRY_STATUSES and status < 500:
-                    raise LMError(
-                        f"the endpoint rejected the request (HTTP {status}: "
-                        f"{self.scrub(error_text(exc))})"
+                    raise RejectedLMError(
+                        f"the endpoint rejected the request (HTTP {status}: {detail})",
+                        status=status,
+                        detail=detail,
                     ) from None
                 retry_after = parse_retry_after(dict(exc.response.headers))
-                reason = f"HTTP {status}: {self.scrub(error_text(exc))}"
-            except openai.APITimeoutError:
-                reason = f"timed out after {self.timeout:g}s"
+                reason = f"HTTP {status}: {detail}"
+            except (TimeoutError, openai.APITimeoutError):
+                reason = f"timed out after {self.timeout:g}s (the request was cancelled)"
             except openai.APIConnectionError as exc:
                 reason = f"connection error: {self.scrub(str(exc.__cause__ or exc))}"
             except (_Malformed, json.JSONDecodeError, openai.APIResponseValidationError) as exc:
@@ -303,39 +447,59 @@ class OpenAIBackend:
             await self._sleep(delay)
             attempt += 1
 
-    async def _once(self, request: ChatRequest, n: int, attempt: int) -> _Reply:
-        max_tokens = request.max_tokens if request.max_tokens is not None else self.max_tokens
-        kwargs: dict[str, Any] = {}
-        if max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
-        response = await self._client.chat.completions.create(
-            model=request.model or self.model,
-            messages=[
+    def _max_tokens(self, request: ChatRequest) -> int | None:
+        return request.max_tokens if request.max_tokens is not None else self.max_tokens
+
+    def _kwargs(self, request: ChatRequest, n: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": request.model or self.model,
+            "messages": [
                 {"role": "system", "content": request.system},
                 {"role": "user", "content": request.user},
             ],
-            n=n,
-            temperature=request.temperature,
-            timeout=self.timeout,
-            **kwargs,
-        )
-        choices = getattr(response, "choices", None)
-        if not choices or not isinstance(choices, list):
-            raise _Malformed("the response has no choices")
-        try:
-            ordered = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
-            texts = [str(getattr(c.message, "content", None) or "") for c in ordered]
-        except (AttributeError, TypeError) as exc:
-            raise _Malformed(f"unreadable choices ({exc})") from None
-        usage = getattr(response, "usage", None)
+            "n": n,
+            "timeout": self.timeout,
+        }
+        if "temperature" not in self.rejected or request.temperature == 1.0:
+            kwargs["temperature"] = request.temperature
+        max_tokens = self._max_tokens(request)
+        if max_tokens is not None:
+            name = "max_completion_tokens" if "max_tokens" in self.rejected else "max_tokens"
+            kwargs[name] = max_tokens
+        if self.reasoning_effort and "reasoning_effort" not in self.rejected:
+            kwargs["reasoning_effort"] = self.reasoning_effort
+        if "stream" not in self.rejected:
+            kwargs["stream"] = True
+            if "stream_options" not in self.rejected:
+                kwargs["stream_options"] = {"include_usage": True}
+        return kwargs
+
+    async def _once(self, request: ChatRequest, n: int, attempt: int) -> _Reply:
+        kwargs = self._kwargs(request, n)
+        if kwargs.get("stream"):
+            texts, usage = await self._streamed(kwargs)
+        else:
+            response = await self._client.chat.completions.create(**kwargs)
+            choices = getattr(response, "choices", None)
+            if not choices or not isinstance(choices, list):
+                raise _Malformed("the response has no choices")
+            try:
+                ordered = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
+                texts = [str(getattr(c.message, "content", None) or "") for c in ordered]
+            except (AttributeError, TypeError) as exc:
+                raise _Malformed(f"unreadable choices ({exc})") from None
+            usage = getattr(response, "usage", None)
         if usage is not None:
             try:
+                details = getattr(usage, "completion_tokens_details", None)
+                reasoning = getattr(details, "reasoning_tokens", None) if details else None
                 return _Reply(
                     texts=texts,
                     prompt_tokens=int(usage.prompt_tokens),
                     completion_tokens=int(usage.completion_tokens or 0),
                     estimated=False,
                     retries=attempt,
+                    reasoning_tokens=int(reasoning or 0),
                 )
             except (AttributeError, TypeError, ValueError):
                 pass  # an unreadable usage block: estimate as if there were none
@@ -346,6 +510,32 @@ class OpenAIBackend:
             estimated=True,
             retries=attempt,
         )
+
+    async def _streamed(self, kwargs: dict[str, Any]) -> tuple[list[str], Any]:
+        """Read a streamed completion: the choices' texts by index and the usage (from
+        the last chunk, when the server sends one). The stream is closed however this
+        ends (a timeout cancels it here), which closes the HTTP connection."""
+        stream = await self._client.chat.completions.create(**kwargs)
+        parts: dict[int, list[str]] = {}
+        usage: Any = None
+        try:
+            async for chunk in stream:
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                for choice in getattr(chunk, "choices", None) or []:
+                    index = int(getattr(choice, "index", 0) or 0)
+                    delta = getattr(choice, "delta", None)
+                    content = getattr(delta, "content", None) if delta is not None else None
+                    piece = parts.setdefault(index, [])
+                    if isinstance(content, str):
+                        piece.append(content)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise _Malformed(f"unreadable stream ({exc})") from None
+        finally:
+            await stream.close()
+        if not parts:
+            raise _Malformed("the stream had no choices")
+        return ["".join(parts[i]) for i in sorted(parts)], usage
 
 
 def error_text(exc: openai.APIStatusError, limit: int = 300, *, dump_body: bool = True) -> str:

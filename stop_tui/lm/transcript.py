@@ -67,6 +67,8 @@ class TranscriptRecord:
     error_status: int | None
     ts: float
     backend: str
+    reasoning_tokens: int = 0
+    adapted: dict[str, str] | None = None
 
     @property
     def slot(self) -> str:
@@ -82,6 +84,8 @@ class TranscriptRecord:
             latency=self.latency,
             retries=self.retries,
             cost=self.cost,
+            reasoning_tokens=self.reasoning_tokens,
+            adapted=dict(self.adapted or {}),
         )
 
     @classmethod
@@ -117,6 +121,8 @@ class TranscriptRecord:
             error_status=error.get("status"),
             ts=float(data.get("ts") or 0.0),
             backend=str(data.get("backend", "")),
+            reasoning_tokens=int(usage.get("reasoning_tokens", 0) or 0),
+            adapted={str(k): str(v) for k, v in (data.get("adapted") or {}).items()},
         )
 
 
@@ -141,12 +147,17 @@ def _line(
                 "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens,
                 "estimated": result.usage_estimated,
+                **(
+                    {"reasoning_tokens": result.reasoning_tokens} if result.reasoning_tokens else {}
+                ),
             },
             latency=result.latency,
             retries=result.retries,
             cost=result.cost,
             error=None,
         )
+        if result.adapted:
+            record["adapted"] = dict(result.adapted)
     else:
         record.update(
             ok=False,

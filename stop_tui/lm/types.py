@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "InvalidLMRequest",
     "LMError",
     "PromptTooLarge",
+    "RejectedLMError",
     "ReplayDivergence",
     "TransientLMError",
 ]
@@ -118,6 +119,12 @@ class ChatResult:
     latency: float = 0.0
     retries: int = 0
     cost: float | None = None
+    #: Hidden reasoning tokens of reasoning models (part of ``completion_tokens``, billed).
+    reasoning_tokens: int = 0
+    #: How the request was adapted to what the endpoint accepts, e.g.
+    #: ``{"max_tokens": "max_completion_tokens", "temperature": "dropped"}`` (recorded in
+    #: the transcript so that a replay reports exactly what was sent).
+    adapted: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -197,6 +204,17 @@ class FatalLMError(LMError):
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         self.status = status
+        super().__init__(message)
+
+
+class RejectedLMError(LMError):
+    """The endpoint rejected the request with a client error (HTTP 400, 413, 422...)
+    that retrying the same request will not fix. ``status`` is the HTTP status and
+    ``detail`` the endpoint's own message (untrusted text)."""
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
+        self.status = status
+        self.detail = detail
         super().__init__(message)
 
 

@@ -337,7 +337,7 @@ async def test_odd_bodies_are_malformed_and_retried(
     openai_server: OpenAIServer, make: Callable[..., OpenAIBackend], body: bytes
 ) -> None:
     openai_server.enqueue(Reply(status=200, body=body))
-    result = await make().complete(req())
+    result = await make(stream=False).complete(req())
     assert result.retries == 1 and openai_server.count() == 2
 
 
@@ -346,5 +346,20 @@ async def test_unreadable_usage_is_estimated(
 ) -> None:
     body = b'{"choices": [{"index": 0, "message": {"content": "hi"}}], "usage": {"prompt_tokens": "x"}}'
     openai_server.enqueue(Reply(status=200, body=body))
+    result = await make(stream=False).complete(req())
+    assert result.texts == ["hi"] and result.usage_estimated is True
+
+
+async def test_unreadable_streamed_usage_is_estimated(
+    openai_server: OpenAIServer, make: Callable[..., OpenAIBackend]
+) -> None:
+    chunk = b'data: {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", '
+    body = (
+        chunk
+        + b'"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+        + chunk
+        + b'"choices": [], "usage": {"prompt_tokens": "x"}}\n\ndata: [DONE]\n\n'
+    )
+    openai_server.enqueue(Reply(status=200, body=body, sse=True))
     result = await make().complete(req())
     assert result.texts == ["hi"] and result.usage_estimated is True

@@ -5,6 +5,16 @@ responses, counts requests, and injects faults (429 with Retry-After, 5xx, slow
 responses beyond the client timeout, malformed JSON, fewer choices than ``n``,
 missing ``usage``, 401, 404 for unknown models) and lists models on ``/v1/models``.
 
+Requests with ``"stream": true`` are answered with server-sent events (one chunk per
+word, a final usage chunk when ``stream_options.include_usage`` is set), as OpenAI
+does. Modes emulate other providers: ``reasoning=True`` (an o-series model: rejects
+``max_tokens`` and non-default temperatures with OpenAI's real error bodies, reports
+``completion_tokens_details.reasoning_tokens``), ``no_n=True`` (400 for ``n`` > 1),
+``stream_options=False`` (400 when ``stream_options`` is sent, as older vLLM did),
+``serial=True`` (one request at a time: a second concurrent one gets 429, as
+single-slot servers do). ``Reply.garbage_stream()`` streams undecodable events. A slow
+reply notices when the client closes the connection (``abandoned`` counts those).
+
 Typical use (see the ``openai_server`` fixture in ``tests/conftest.py``)::
 
     server.enqueue(Reply.error(429, retry_after="0"))   # the next chat request gets a 429
@@ -65,6 +75,7 @@ class Reply:
     texts: list[str] | None = None  # for status 200 without a raw body
     choices: int | None = None  # return at most this many choices
     usage: bool = True  # include the usage block
+    sse: bool = False  # a raw ``body`` sent as text/event-stream
 
     @classmethod
     def ok(
@@ -88,6 +99,10 @@ class Reply:
     @classmethod
     def malformed(cls) -> Reply:
         return cls(status=200, body=b'{"id": "chatcmpl-x", "choices": [ {"index": 0, ')
+
+    @classmethod
+    def garbage_stream(cls) -> Reply:
+        return cls(status=200, body=b"data: {not json at all\n\ndata: [DONE]\n\n", sse=True)
 
     @classmethod
     def slow(cls, delay: float, then: Reply | None = None) -> Reply:
@@ -117,7 +132,17 @@ class OpenAIServer:
         usage: bool = True,
         models_endpoint: bool = True,
         delay: float = 0.0,
+        reasoning: bool = False,
+        no_n: bool = False,
+        stream_options: bool = True,
+        serial: bool = False,
     ) -> None:
+        self.reasoning = reasoning
+        self.no_n = no_n
+        self.stream_options = stream_options
+        self.serial = serial
+        self.abandoned = 0  # slow replies whose client closed the connection first
+        self.rejected_busy = 0  # serial mode: requests refused because one was in flight
         self.models = list(models if models is not None else ["test-model"])
         self.api_key = api_key  # when set, requests must send "Authorization: Bearer <key>"
         self.responder: Responder = responder or default_responder
@@ -223,13 +248,7 @@ class OpenAIServer:
             return self.script.popleft() if self.script else None
 
     def _completion(self, body: dict[str, Any], seq: int, reply: Reply) -> bytes:
-        n = int(body.get("n") or 1)
-        texts = reply.texts if reply.texts is not None else self.responder(body, seq)
-        limit = reply.choices if reply.choices is not None else self.max_choices
-        if limit is not None:
-            texts = texts[:limit]
-        texts = texts[:n] if reply.texts is None else texts
-        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        texts = self._texts(body, seq, reply)
         payload: dict[str, Any] = {
             "id": f"chatcmpl-test-{seq}",
             "object": "chat.completion",
@@ -245,14 +264,93 @@ class OpenAIServer:
             ],
         }
         if reply.usage and self.usage:
-            completion_tokens = sum(len(t.split()) + 1 for t in texts)
-            prompt_tokens = prompt_chars // 4 + 7
-            payload["usage"] = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            }
+            payload["usage"] = self._usage(body, texts)
         return json.dumps(payload).encode()
+
+    def _usage(self, body: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        completion_tokens = sum(len(t.split()) + 1 for t in texts)
+        prompt_tokens = prompt_chars // 4 + 7
+        usage: dict[str, Any] = {}
+        if self.reasoning:
+            reasoning = 50 * len(texts)  # hidden thinking, billed as completion tokens
+            completion_tokens += reasoning
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+        usage.update(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+        return usage
+
+    def _texts(self, body: dict[str, Any], seq: int, reply: Reply) -> list[str]:
+        n = int(body.get("n") or 1)
+        texts = reply.texts if reply.texts is not None else self.responder(body, seq)
+        limit = reply.choices if reply.choices is not None else self.max_choices
+        if limit is not None:
+            texts = texts[:limit]
+        return texts[:n] if reply.texts is None else texts
+
+    def _events(self, body: dict[str, Any], seq: int, reply: Reply) -> list[bytes]:
+        """The server-sent events of a streamed completion (OpenAI's chunk format)."""
+        texts = self._texts(body, seq, reply)
+        base = {
+            "id": f"chatcmpl-test-{seq}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+        }
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        events: list[dict[str, Any]] = []
+        for i, text in enumerate(texts):
+            words = re.split(r"(?<= )", text) or [""]
+            events.append(
+                {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}}]}
+            )
+            for word in words:
+                events.append({**base, "choices": [{"index": i, "delta": {"content": word}}]})
+            events.append({**base, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]})
+        if include_usage and reply.usage and self.usage:
+            events.append({**base, "choices": [], "usage": self._usage(body, texts)})
+        return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+    def _rejection(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """The error a provider mode gives this request (real OpenAI bodies), or None."""
+        if self.reasoning and "max_tokens" in body:
+            return 400, _openai_error(
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+                "max_tokens",
+                "unsupported_parameter",
+            )
+        if self.reasoning and body.get("temperature", 1) != 1:
+            return 400, _openai_error(
+                f"Unsupported value: 'temperature' does not support {body['temperature']} "
+                "with this model. Only the default (1) value is supported.",
+                "temperature",
+                "unsupported_value",
+            )
+        if self.no_n and int(body.get("n") or 1) > 1:
+            return 400, _openai_error("'n' : number must be at most 1", "n", None)
+        if not self.stream_options and "stream_options" in body:
+            return 400, _openai_error(
+                "[{'type': 'extra_forbidden', 'loc': ('body', 'stream_options'), "
+                "'msg': 'Extra inputs are not permitted'}]",
+                None,
+                None,
+            )
+        return None
+
+
+def _openai_error(message: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
+        }
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -274,6 +372,47 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
             self.close_connection = True
+
+    def _send_events(self, events: list[bytes]) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for event in events:
+                self.wfile.write(event)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def _client_gone(self) -> bool:
+        """True when the client has closed its end of the connection."""
+        import select
+        import socket
+
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds``; False when the server stops or the client goes away first."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            if self.owner._stopping.wait(min(left, 0.01)):
+                return False
+            if self._client_gone():
+                with self.owner._lock:
+                    self.owner.abandoned += 1
+                return False
 
     def _headers(self) -> dict[str, str]:
         return {k.lower(): v for k, v in self.headers.items()}
@@ -331,6 +470,13 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.owner._next_reply() or Reply(delay=self.owner.delay)
         owner = self.owner
         with owner._lock:
+            busy = owner.serial and owner.in_flight > 0
+            if busy:
+                owner.rejected_busy += 1
+        if busy:
+            self._error(429, "the server is busy with another request", "busy")
+            return
+        with owner._lock:
             owner.in_flight += 1
             owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
         try:
@@ -341,8 +487,11 @@ class _Handler(BaseHTTPRequestHandler):
                 owner.in_flight -= 1
 
     def _answer(self, body: dict[str, Any], seq: int, reply: Reply) -> None:
-        if reply.delay > 0 and self.owner._stopping.wait(reply.delay):
+        if reply.delay > 0 and not self._wait(reply.delay):
             self.close_connection = True
+            return
+        if reply.body is not None and reply.sse:
+            self._send_events([reply.body])
             return
         if reply.body is not None:
             self._send(reply.status, reply.body, reply.headers)
@@ -350,5 +499,12 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model", ""))
         if model not in self.owner.models:
             self._error(404, f"The model `{model}` does not exist", "model_not_found")
+            return
+        rejection = self.owner._rejection(body)
+        if rejection is not None:
+            self._send(rejection[0], json.dumps(rejection[1]).encode())
+            return
+        if body.get("stream") and reply.status == 200:
+            self._send_events(self.owner._events(body, seq, reply))
             return
         self._send(reply.status, self.owner._completion(body, seq, reply), reply.headers)
