@@ -471,6 +471,7 @@ def make_run_backend(
     replay_from: Path | None = None,
     resume: bool = False,
     on_retry: Callable[[dict[str, Any]], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> Backend:
     """The backend of one run, recording to ``transcript``.
 
@@ -489,10 +490,14 @@ def make_run_backend(
             return ReplayBackend(replay_from)
         if resume and transcript.exists():
             records = ReplayBackend(transcript)  # read before the writer appends
-            recorder = RecordingBackend(make_backend(settings, on_retry=on_retry), transcript)
+            recorder = RecordingBackend(
+                make_backend(settings, on_retry=on_retry, on_notice=on_notice), transcript
+            )
             records.fallback = recorder
             records.name = f"resume:{recorder.name}"
             return records
-        return RecordingBackend(make_backend(settings, on_retry=on_retry), transcript)
+        return RecordingBackend(
+            make_backend(settings, on_retry=on_retry, on_notice=on_notice), transcript
+        )
     except LMError as exc:
         raise UserError(str(exc)) from None

@@ -81,8 +81,9 @@ def handle(args: argparse.Namespace) -> int:
 
 def run_headless(prepared: Prepared, *, ask: bool) -> int:
     from rich.console import Console
+    from rich.text import Text
 
-    from stop_tui.cli.headless import drive
+    from stop_tui.cli.headless import drive, visible
 
     # Log lines are not wrapped (grep-able logs); tables still fit the terminal.
     console = Console(highlight=False, soft_wrap=True)
@@ -104,6 +105,10 @@ def run_headless(prepared: Prepared, *, ask: bool) -> int:
         )
         return 130
     console.print(view.summary_table())
+    if view.model.lm_failures:
+        failed = Text(f"{view.model.lm_failures} language-model requests failed; last: ", "red")
+        failed.append(visible(view.model.last_lm_error))
+        console.print(failed)
     console.print(
         rich_text(
             f"{view.model.circumvention}; "

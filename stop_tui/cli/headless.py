@@ -33,6 +33,7 @@ from stop_tui.engine.events import (
     LMRequested,
     LMResponded,
     MetaUtilityEvaluated,
+    Notice,
     RunFinished,
     RunStarted,
     SubscriberFailed,
@@ -175,6 +176,15 @@ class HeadlessView:
         elif isinstance(event, LMResponded):
             self._lm_status()
             self.progress.advance(self._lm_bar)
+            if event.error:
+                # Endpoint text is untrusted: printed as plain text, never as markup.
+                line = Text("  LM request failed ", style="red")
+                line.append(f"({event.context}): {visible(event.error)}", style="")
+                self.console.print(line)
+        elif isinstance(event, Notice):
+            line = Text("notice: ", style="yellow")
+            line.append(visible(event.message))
+            self.console.print(line)
         elif isinstance(event, BudgetExceededEvent):
             if event.budget.startswith("run:"):
                 self.console.print(
@@ -272,6 +282,11 @@ def terminal_answer(candidate: bool) -> str:
         line = line.strip()
         if line[:1].lower() in keys:
             return line[:1].lower() + line[1:]
+
+
+def visible(text: str) -> str:
+    """``text`` on one line with control characters shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 async def drive(

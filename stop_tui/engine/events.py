@@ -192,6 +192,15 @@ class EngineError(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Notice(Event):
+    """Something the user should know once, e.g. how a request was adapted to what the
+    endpoint accepts ("max_tokens sent as max_completion_tokens")."""
+
+    kind: ClassVar[str] = "notice"
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepCommitted(Event):
     """A scored step written by the recorder: the seed's score or a candidate (a
     generation's own commit comes with :class:`GenerationFinished`). ``flags`` are

@@ -54,6 +54,38 @@ from stop_tui.store.records import sha256_hex
 from stop_tui.tasks.evaluate import rng_seed_for, solution_limits
 from stop_tui.tasks.registry import Task, get_task
 
+#: Consecutive requests rejected with the same client error that stop a run.
+SYSTEMATIC_REJECTIONS = 3
+
+
+class SystematicRejection(Exception):
+    """The endpoint rejects every request the same way: the run stops (resumable)."""
+
+
+def systematic_message(error: str, event: LMEvent, count: int) -> str:
+    """One line: what the endpoint said, and the fix."""
+    detail = error.removeprefix("RejectedLMError: ")
+    lower = detail.lower()
+    request = event.request
+    if "temperature" in lower and request is not None:
+        fix = (
+            f"the endpoint rejects temperature={request.temperature:g} (which improvers "
+            "choose): use a model or endpoint that accepts it"
+        )
+    elif "context" in lower or "too long" in lower or ("maximum" in lower and "token" in lower):
+        fix = (
+            "the prompt and max_tokens do not fit the model's context window: lower "
+            "max_tokens (--max-tokens) or max_prompt_chars, or serve a larger context"
+        )
+    elif "max_tokens" in lower or "max_completion_tokens" in lower:
+        fix = "lower max_tokens (--max-tokens) to what the model allows"
+    else:
+        fix = "fix the endpoint settings ('stop-tui doctor' checks them)"
+    return (
+        f"the endpoint rejected {count} requests in a row ({detail[:300]}); {fix}, "
+        "then 'stop-tui resume' continues the run"
+    )
+
 
 def summarize(source: str) -> str:
     """One line saying what an improver or solution is: its docstring's first
@@ -109,6 +141,8 @@ class StopRun:
         self._abort: BaseException | None = None
         self._approved_sources: dict[tuple[int, str], Decision] = {}
         self.lm_calls_in_flight = 0
+        # The same client error on consecutive requests: (detail, count).
+        self._rejections: tuple[str, int] = ("", 0)
         self.scorer = MetaUtility(self)
         self.meta_text = meta_utility_text(
             task=self.task.name,
@@ -183,6 +217,7 @@ class StopRun:
             )
         elif event.kind in ("response", "error") and event.request is not None:
             self.lm_calls_in_flight = max(0, self.lm_calls_in_flight - 1)
+            self._count_rejection(event)
             result = event.result
             self.bus.publish(
                 LMResponded(
@@ -211,6 +246,20 @@ class StopRun:
                     message=event.error or "",
                 )
             )
+
+    def _count_rejection(self, event: LMEvent) -> None:
+        """Stop the run when the endpoint rejects ``SYSTEMATIC_REJECTIONS`` requests in a
+        row with the same client error: every later request would fail the same way,
+        and generations would pass with nothing learned (improvers catch the error)."""
+        if event.kind != "error" or event.error_type != "RejectedLMError":
+            self._rejections = ("", 0)
+            return
+        detail = event.error or ""
+        previous, count = self._rejections
+        count = count + 1 if detail == previous else 1
+        self._rejections = (detail, count)
+        if count == SYSTEMATIC_REJECTIONS:
+            self.abort(SystematicRejection(systematic_message(detail, event, count)))
 
     # ------------------------------------------------------------------ pieces
 

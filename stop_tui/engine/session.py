@@ -16,7 +16,7 @@ from typing import Any
 from stop_tui.config import Settings, make_run_backend
 from stop_tui.engine.approval import Gate, Policy
 from stop_tui.engine.config import RunConfig
-from stop_tui.engine.events import EventBus
+from stop_tui.engine.events import EventBus, Notice
 from stop_tui.engine.loop import StopRun
 from stop_tui.engine.recorder import StoreRecorder, work_transcript_path
 from stop_tui.errors import UserError
@@ -96,10 +96,40 @@ def open_store(settings: Settings) -> RunStore:
     return RunStore(settings.workspace, create=True)
 
 
+class NoticeRelay:
+    """Passes the backend's notices to the run's bus once the run exists (the backend
+    is made first); notices before that are kept and published when it is attached."""
+
+    def __init__(self) -> None:
+        self.run: StopRun | None = None
+        self.pending: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        if self.run is None:
+            self.pending.append(message)
+        else:
+            self.run.bus.publish(Notice(run_id=self.run.run_id, message=message))
+
+    def attach(self, run: StopRun) -> StopRun:
+        self.run = run
+        for message in self.pending:
+            self(message)
+        self.pending.clear()
+        return run
+
+
 def _backend(
-    settings: Settings, store: RunStore, run_id: str, *, resume: bool, serial: bool
+    settings: Settings,
+    store: RunStore,
+    run_id: str,
+    *,
+    resume: bool,
+    serial: bool,
+    relay: NoticeRelay | None = None,
 ) -> Backend:
-    backend = make_run_backend(settings, work_transcript_path(store, run_id), resume=resume)
+    backend = make_run_backend(
+        settings, work_transcript_path(store, run_id), resume=resume, on_notice=relay
+    )
     return SerialBackend(backend) if serial else backend
 
 
@@ -124,9 +154,12 @@ def prepare_run(
     store = open_store(settings)
     owns = sandbox is None
     sandbox = sandbox or Sandbox(unsafe=unsafe)
-    backend = _backend(settings, store, config.run_id, resume=False, serial=serial)
+    relay = NoticeRelay()
+    backend = _backend(settings, store, config.run_id, resume=False, serial=serial, relay=relay)
     writer = recorder(store, seed_improver(), command=command)
-    run = StopRun(config, sandbox=sandbox, backend=backend, recorder=writer, bus=bus, gate=gate)
+    run = relay.attach(
+        StopRun(config, sandbox=sandbox, backend=backend, recorder=writer, bus=bus, gate=gate)
+    )
     return Prepared(run, backend, sandbox, store, owns_sandbox=owns)
 
 
@@ -180,7 +213,10 @@ def prepare_resume(
     )
     owns = sandbox is None
     sandbox = sandbox or Sandbox(unsafe=unsafe)
-    backend = _backend(run_settings, store, run_id, resume=True, serial=config.serial)
+    relay = NoticeRelay()
+    backend = _backend(run_settings, store, run_id, resume=True, serial=config.serial, relay=relay)
     writer = recorder(store, seed_improver(), resume=True, command="resume")
-    run = StopRun(config, sandbox=sandbox, backend=backend, recorder=writer, bus=bus, gate=gate)
+    run = relay.attach(
+        StopRun(config, sandbox=sandbox, backend=backend, recorder=writer, bus=bus, gate=gate)
+    )
     return Prepared(run, backend, sandbox, store, owns_sandbox=owns)

@@ -102,6 +102,9 @@ class LMEvent:
     scope: str | None = None
     calls_used: int = 0
     calls_budget: int = 0
+    #: For ``error``: the exception's class name and the HTTP status, when there was one.
+    error_type: str | None = None
+    status: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -486,6 +489,8 @@ class LanguageModel:
                             call,
                             request=request,
                             error=f"{type(outcome).__name__}: {outcome}",
+                            error_type=type(outcome).__name__,
+                            status=getattr(outcome, "status", None),
                         )
                     )
                 else:

@@ -28,6 +28,7 @@ from stop_tui.engine.events import (
     LMRequested,
     LMResponded,
     MetaUtilityEvaluated,
+    Notice,
     RunFinished,
     RunPaused,
     RunStarted,
@@ -70,6 +71,8 @@ class GenerationRow:
     approved: int = 0
     rejected: int = 0
     lm_calls: int = 0
+    lm_failures: int = 0  # requests that failed (after retries)
+    last_lm_error: str = ""
     tokens: int = 0
     cost: float = 0.0
     cost_known: bool = True
@@ -106,6 +109,8 @@ class RunModel:
     in_flight: dict[str, int] = field(default_factory=dict)  # LM context -> requests
     evaluations: dict[tuple[int, int | None], tuple[int, int]] = field(default_factory=dict)
     lm_calls: int = 0
+    lm_failures: int = 0  # requests that failed (after retries)
+    last_lm_error: str = ""
     tokens: int = 0
     cost: float = 0.0
     cost_known: bool = True
@@ -325,7 +330,11 @@ class RunModel:
                 event.generation, event.prompt_tokens + event.completion_tokens, event.cost
             )
             if event.error:
+                self.lm_failures += 1
+                self.last_lm_error = event.error
                 self.add_log(at, f"LM error ({event.context}): {event.error}", "error")
+        elif isinstance(event, Notice):
+            self.add_log(at, f"notice: {event.message}", "warning")
         elif isinstance(event, StepCommitted):
             if event.index is None:
                 row = self.row(event.generation)

@@ -34,6 +34,7 @@ tests can check that it is scrubbed). Standard library only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -141,6 +142,7 @@ class OpenAIServer:
         self.no_n = no_n
         self.stream_options = stream_options
         self.serial = serial
+        self.always: Reply | None = None  # the reply to every unscripted chat request
         self.abandoned = 0  # slow replies whose client closed the connection first
         self.rejected_busy = 0  # serial mode: requests refused because one was in flight
         self.models = list(models if models is not None else ["test-model"])
@@ -467,7 +469,11 @@ class _Handler(BaseHTTPRequestHandler):
         azure = _AZURE_CHAT.match(path)
         if azure is not None:  # Azure names the deployment in the path
             body = {**body, "model": azure.group(1)}
-        reply = self.owner._next_reply() or Reply(delay=self.owner.delay)
+        reply = (
+            self.owner._next_reply()
+            or (dataclasses.replace(self.owner.always) if self.owner.always else None)
+            or Reply(delay=self.owner.delay)
+        )
         owner = self.owner
         with owner._lock:
             busy = owner.serial and owner.in_flight > 0
