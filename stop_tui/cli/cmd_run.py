@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="who approves generated improvers: auto (headless default, still audited), "
         "ask (at the terminal), reject-flagged, every-candidate, each-generation",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the worst case of requests, tokens and dollars the settings allow, "
+        "and exit without running",
+    )
     add_run_options(parser)
     parser.set_defaults(handler=handle)
 
@@ -54,6 +60,11 @@ def handle(args: argparse.Namespace) -> int:
 
     overrides, ask = approval_settings(args.approve)
     settings = settings_from(args, overrides)
+    if args.dry_run:
+        from stop_tui.lm.forecast import forecast
+
+        print("\n".join(forecast(settings).lines()))
+        return 0
     if not args.headless:
         from stop_tui.tui.launch import launch_new_run
 
@@ -74,7 +85,12 @@ def handle(args: argparse.Namespace) -> int:
             )
         ask = True
     from stop_tui.engine.session import prepare_run
+    from stop_tui.lm.forecast import forecast
 
+    # Said before anything is spent; the caps are enforced while the run goes, so a
+    # worst case above one is a warning (typical runs spend a small share of it).
+    for line in forecast(settings).over_caps:
+        print(f"note: the worst case is over a cap ({line}); the run stops if it reaches it")
     prepared = prepare_run(settings, default_policy=Policy.AUTO, unsafe=args.unsafe)
     return run_headless(prepared, ask=ask)
 
