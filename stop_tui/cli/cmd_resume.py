@@ -30,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser.add_argument(
             flag, dest=key, metavar=key.upper(), help="raise (or set, or 'none') the run's cap"
         )
+    parser.add_argument(
+        "--max-tokens",
+        dest="max_tokens",
+        type=int,
+        metavar="MAX_TOKENS",
+        help="tokens one response may have from now on (default 4096)",
+    )
     add_common(parser)
     parser.set_defaults(handler=handle)
 
