@@ -131,9 +131,10 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=5, ge=0, description="Retries per request.")
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=30.0, ge=0)
-    prices: dict[str, tuple[float, float]] = Field(
+    prices: dict[str, tuple[float, float] | tuple[float, float, float]] = Field(
         default_factory=dict,
-        description="Model -> [prompt, completion] dollars per 1M tokens; extends the built-ins.",
+        description="Model -> [prompt, completion] or [prompt, completion, cached prompt] "
+        "dollars per 1M tokens; extends and overrides the built-ins.",
     )
     seed: int = Field(default=0, description="Seed of the demo backend and of sampling.")
 
@@ -194,13 +195,16 @@ class Settings(BaseSettings):
             out: dict[str, Any] = {}
             for name, price in value.items():
                 if isinstance(price, Mapping):
-                    unknown = set(price) - {"prompt", "completion"}
+                    unknown = set(price) - {"prompt", "completion", "cached"}
                     if unknown or {"prompt", "completion"} - set(price):
                         raise ValueError(
-                            f"price of {name!r} needs exactly 'prompt' and 'completion' "
-                            "(dollars per 1M tokens)"
+                            f"price of {name!r} needs 'prompt' and 'completion', and may "
+                            "have 'cached' (dollars per 1M tokens)"
                         )
-                    out[str(name)] = (price["prompt"], price["completion"])
+                    parts = [price["prompt"], price["completion"]]
+                    if "cached" in price:
+                        parts.append(price["cached"])
+                    out[str(name)] = tuple(parts)
                 else:
                     out[str(name)] = price
             return out

@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
+from stop_tui.config import load_settings
+from stop_tui.errors import UserError
 from stop_tui.lm.openai_backend import OpenAIBackend, RetryPolicy, default_concurrency
+from stop_tui.lm.pricing import price_of
 from stop_tui.lm.types import ChatRequest, RejectedLMError, TransientLMError
 from tests.openai_server import OpenAIServer, Reply
 
@@ -207,3 +211,31 @@ async def test_client_error_is_rejected_with_status_and_detail(
         await make().complete(req())
     assert info.value.status == 400 and "maximum context length" in info.value.detail
     assert openai_server.count() == 1
+
+
+async def test_cached_prompt_tokens_cost_the_cached_price(
+    openai_server: OpenAIServer, make: Callable[..., OpenAIBackend]
+) -> None:
+    openai_server.cached_tokens = 10
+    backend = make(prices={"test-model": (1.0, 10.0, 0.25)})
+    result = await backend.complete(req("x" * 400))
+    assert result.cached_tokens == 10 and result.prompt_tokens > 10
+    expected = ((result.prompt_tokens - 10) * 1.0 + 10 * 0.25 + result.completion_tokens * 10) / 1e6
+    assert result.cost == pytest.approx(expected)
+
+
+def test_prices_in_stop_toml_take_a_cached_price(tmp_path: Path) -> None:
+    config = tmp_path / "stop.toml"
+    config.write_text(
+        'model = "my-model"\nbase_url = "http://127.0.0.1:1/v1"\n'
+        '[prices]\n"my-model" = { prompt = 1.0, completion = 2.0, cached = 0.1 }\n'
+        '"gpt-4o" = [9.0, 9.0]\n'
+    )
+    settings = load_settings(None, config, environ={})
+    assert settings.prices == {"my-model": (1.0, 2.0, 0.1), "gpt-4o": (9.0, 9.0)}
+    assert price_of("gpt-4o-2024-08-06", settings.prices) == (9.0, 9.0)
+    with pytest.raises(UserError):
+        config.write_text(
+            'model = "m"\n[prices]\n"m" = { prompt = 1.0, completion = 2.0, x = 1 }\n'
+        )
+        load_settings(None, config, environ={})

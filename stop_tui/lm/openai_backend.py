@@ -157,6 +157,7 @@ class _Reply:
     estimated: bool
     retries: int
     reasoning_tokens: int = 0
+    cached_tokens: int = 0
 
 
 #: Adaptations the backend can learn: (parameter the endpoint rejected, what it does).
@@ -318,9 +319,14 @@ class OpenAIBackend:
             latency=time.monotonic() - start,
             retries=sum(r.retries for r in replies),
             cost=cost_of(
-                request.model or self.model, prompt_tokens, completion_tokens, self.prices
+                request.model or self.model,
+                prompt_tokens,
+                completion_tokens,
+                self.prices,
+                cached_tokens=sum(r.cached_tokens for r in replies),
             ),
             reasoning_tokens=sum(r.reasoning_tokens for r in replies),
+            cached_tokens=sum(r.cached_tokens for r in replies),
             adapted=self._adapted(request, n_split=request.n > 1),
         )
 
@@ -417,6 +423,7 @@ class OpenAIBackend:
                             estimated=any(r.estimated for r in replies),
                             retries=attempt + sum(r.retries for r in replies),
                             reasoning_tokens=sum(r.reasoning_tokens for r in replies),
+                            cached_tokens=sum(r.cached_tokens for r in replies),
                         )
                     continue  # resend at once, adapted (not a retry: nothing was served)
                 if status not in _RETRY_STATUSES and status < 500:
@@ -493,6 +500,8 @@ class OpenAIBackend:
             try:
                 details = getattr(usage, "completion_tokens_details", None)
                 reasoning = getattr(details, "reasoning_tokens", None) if details else None
+                prompt_details = getattr(usage, "prompt_tokens_details", None)
+                cached = getattr(prompt_details, "cached_tokens", None) if prompt_details else None
                 return _Reply(
                     texts=texts,
                     prompt_tokens=int(usage.prompt_tokens),
@@ -500,6 +509,7 @@ class OpenAIBackend:
                     estimated=False,
                     retries=attempt,
                     reasoning_tokens=int(reasoning or 0),
+                    cached_tokens=int(cached or 0),
                 )
             except (AttributeError, TypeError, ValueError):
                 pass  # an unreadable usage block: estimate as if there were none

@@ -69,6 +69,7 @@ class TranscriptRecord:
     backend: str
     reasoning_tokens: int = 0
     adapted: dict[str, str] | None = None
+    cached_tokens: int = 0
 
     @property
     def slot(self) -> str:
@@ -85,6 +86,7 @@ class TranscriptRecord:
             retries=self.retries,
             cost=self.cost,
             reasoning_tokens=self.reasoning_tokens,
+            cached_tokens=self.cached_tokens,
             adapted=dict(self.adapted or {}),
         )
 
@@ -122,6 +124,7 @@ class TranscriptRecord:
             ts=float(data.get("ts") or 0.0),
             backend=str(data.get("backend", "")),
             reasoning_tokens=int(usage.get("reasoning_tokens", 0) or 0),
+            cached_tokens=int(usage.get("cached_tokens", 0) or 0),
             adapted={str(k): str(v) for k, v in (data.get("adapted") or {}).items()},
         )
 

@@ -121,6 +121,8 @@ class ChatResult:
     cost: float | None = None
     #: Hidden reasoning tokens of reasoning models (part of ``completion_tokens``, billed).
     reasoning_tokens: int = 0
+    #: Prompt tokens the provider served from its cache (part of ``prompt_tokens``).
+    cached_tokens: int = 0
     #: How the request was adapted to what the endpoint accepts, e.g.
     #: ``{"max_tokens": "max_completion_tokens", "temperature": "dropped"}`` (recorded in
     #: the transcript so that a replay reports exactly what was sent).

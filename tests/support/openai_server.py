@@ -142,6 +142,7 @@ class OpenAIServer:
         self.no_n = no_n
         self.stream_options = stream_options
         self.serial = serial
+        self.cached_tokens = 0  # prompt tokens reported as served from the cache
         self.always: Reply | None = None  # the reply to every unscripted chat request
         self.abandoned = 0  # slow replies whose client closed the connection first
         self.rejected_busy = 0  # serial mode: requests refused because one was in flight
@@ -278,6 +279,10 @@ class OpenAIServer:
             reasoning = 50 * len(texts)  # hidden thinking, billed as completion tokens
             completion_tokens += reasoning
             usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {
+                "cached_tokens": min(self.cached_tokens, prompt_tokens)
+            }
         usage.update(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,

@@ -90,9 +90,17 @@ def test_backend_protocol_is_structural() -> None:
 
 
 def test_prices() -> None:
-    assert price_of("gpt-4o") == (2.5, 10.0)
-    assert price_of("gpt-4o-2024-08-06") == (2.5, 10.0)
-    assert price_of("gpt-4o-mini-2024-07-18") == (0.15, 0.6)  # longest prefix wins
+    assert price_of("gpt-4o") == (2.5, 10.0, 1.25)
+    assert price_of("gpt-4o-2024-08-06") == (2.5, 10.0, 1.25)
+    assert price_of("gpt-4o-mini-2024-07-18") == (0.15, 0.6, 0.075)  # dated snapshot
+    assert price_of("gpt-4-0613") == (30.0, 60.0)  # dated without dashes
+    assert price_of("openai/gpt-4o-mini") == (0.15, 0.6, 0.075)  # OpenRouter's names
+    assert price_of("gpt-5-mini-2025-08-07") == (0.25, 2.0, 0.025)
+    assert price_of("o3-mini-2025-01-31") == (1.1, 4.4, 0.55)
+    assert price_of("gpt-4o", {"gpt-4o": (1.0, 2.0)}) == (1.0, 2.0)  # [prices] overrides
+    assert cost_of("gpt-4o", 1_000_000, 0, cached_tokens=400_000) == pytest.approx(
+        0.6 * 2.5 + 0.4 * 1.25
+    )
     assert price_of("llama3") is None
     assert price_of("llama3", {"llama3": (0.0, 0.0)}) == (0.0, 0.0)
     assert cost_of("gpt-4o", 1_000_000, 100_000) == pytest.approx(2.5 + 1.0)
