@@ -343,3 +343,21 @@ async def test_pause_resume_and_stop_are_one_key_away(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: screen.model.status == "cancelled", "cancelled")
     state = RunStore(tmp_path / "ws").get_state(run_id)
     assert state is not None and state.status == "cancelled"
+
+
+async def test_new_run_form_shows_the_worst_case_live(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "ws").model_copy(
+        update={"model": "gpt-4o-mini", "base_url": "http://127.0.0.1:9/v1"}
+    )
+    app = StopApp(settings, snapshot=True)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen), "the form")
+        form = app.screen
+        shown = form.query_one("#forecast", Static)
+        await pilot.pause()
+        assert "worst case for model gpt-4o-mini" in plain(shown)
+        before = plain(shown)
+        form.query_one("#generations", Input).value = "3"
+        await pilot.pause()
+        assert "whole run (3 generations" in plain(shown) and plain(shown) != before

@@ -126,12 +126,14 @@ class NewRunScreen(ModalScreen[Settings | None]):
                     id="approval",
                 )
                 yield Static(classes="field-error", id="err-form")
+                yield Static(id="forecast")
             with Horizontal(classes="buttons"):
                 yield Button("Start run [ctrl+s]", variant="primary", id="start")
                 yield Button("Cancel [esc]", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#task", Select).focus()
+        self.check()
 
     @on(Select.Changed, "#model")
     def _model_changed(self, event: Select.Changed) -> None:
@@ -163,7 +165,20 @@ class NewRunScreen(ModalScreen[Settings | None]):
             widget.set_class(key in errors, "shown")
         for name, _, _ in INT_FIELDS:
             self.query_one(f"#{name}", Input).set_class(name in errors, "bad")
+        self._forecast(settings)
         return settings
+
+    def _forecast(self, settings: Settings | None) -> None:
+        """The worst case the form's settings allow (stop_tui.lm.forecast), live."""
+        from rich.text import Text
+
+        from stop_tui.lm.forecast import forecast
+
+        widget = self.query_one("#forecast", Static)
+        if settings is None or settings.model == "demo":
+            widget.update("")
+            return
+        widget.update(Text("\n".join(forecast(settings).lines())))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":
