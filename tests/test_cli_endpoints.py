@@ -56,6 +56,8 @@ def test_a_run_whose_every_request_is_rejected_stops_with_one_clear_line(
     assert sent < 20  # stopped early, not after every generation's requests
     (run,) = runs(tmp_path)
     assert run["status"] == "failed"
+    shown = cli("show", str(run["run_id"]), cwd=tmp_path)
+    assert "ended: the endpoint rejected 3 requests in a row" in shown.stdout
 
 
 def test_a_reasoning_model_run_finishes_with_one_notice_per_adaptation(
