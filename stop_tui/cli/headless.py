@@ -285,8 +285,10 @@ def terminal_answer(candidate: bool) -> str:
 
 
 def visible(text: str) -> str:
-    """``text`` on one line with control characters shown as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """Untrusted ``text`` (an endpoint's message) on one line, through the sanitiser."""
+    from stop_tui.untrusted import visible as sanitised
+
+    return " ".join(sanitised(text).split("\n"))
 
 
 async def drive(
