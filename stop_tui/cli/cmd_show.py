@@ -59,8 +59,6 @@ def handle(args: argparse.Namespace) -> int:
         if state is not None and state.message and state.status != "finished":
             # The run's own last word (e.g. why the endpoint stopped it): endpoint text
             # inside is untrusted, so printed as plain text with controls made visible.
-            from stop_tui.cli.headless import visible
-
             out.print(f"ended: {visible(state.message)}", markup=False)
         out.print(steps_table(steps, best.commit if best else None))
         from stop_tui.engine.audit import circumvention_line
