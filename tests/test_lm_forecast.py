@@ -52,7 +52,7 @@ def test_without_a_prompt_limit_only_completions_are_bounded() -> None:
 def test_real_settings_forecast() -> None:
     real = load_settings({"model": "gpt-4o-mini"}, environ={}, cwd=Path("/"))
     f = forecast(real)
-    assert f.price == (0.15, 0.60) and f.per_improver_run.completion_tokens == 24 * 4096
+    assert f.price == (0.15, 0.60, 0.075) and f.per_improver_run.completion_tokens == 24 * 4096
 
 
 def test_dry_run_prints_the_forecast_and_runs_nothing(tmp_path: Path) -> None:
