@@ -101,7 +101,7 @@ class Behaviour:
 
     def rows(self) -> list[tuple[str, str]]:
         """(what, value) rows: per test where it is a rate, totals otherwise."""
-        lm_share = f" of {self.lm_budget}" if self.lm_budget else ""  # calls allowed per test
+        lm_share = f"/{self.lm_budget}" if self.lm_budget else ""  # calls allowed per test
         return [
             ("tests", str(self.tests)),
             ("LM requests / test", f"{self.per_test(self.lm_requests):.1f}{lm_share}"),
