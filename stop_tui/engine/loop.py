@@ -413,7 +413,29 @@ class StopRun:
             "memory (MiB)": c.improver_memory_mb,
             "network": "none",
             "files": "a private scratch directory only",
+            **self.forecast(),
         }
+
+    def forecast(self) -> dict[str, str]:
+        """The most an approved improver's meta-utility tests can spend (every test using
+        every call and sample it is allowed), beside what the run's caps have left."""
+        c, b = self.config, self.run_budget
+        calls = c.meta_utility_tests * c.lm_budget
+        out = {
+            "at most, if approved": (
+                f"{calls} LM calls, {calls * c.max_responses_per_call} samples, "
+                f"{c.meta_utility_tests * c.utility_budget} utility calls"
+            )
+        }
+        left = []
+        if b.max_calls is not None:
+            left.append(f"{max(0, b.max_calls - b.calls_used)} calls")
+        if b.max_tokens is not None:
+            left.append(f"{max(0, b.max_tokens - b.prompt_tokens - b.completion_tokens)} tokens")
+        if b.max_cost is not None:
+            left.append(f"${max(0.0, b.max_cost - b.cost):.4f}")
+        out["run caps left"] = ", ".join(left) if left else "no run-wide cap set"
+        return out
 
     # ------------------------------------------------------------------ generations
 

@@ -138,3 +138,13 @@ async def test_a_resumed_run_finds_its_parents_scores_in_the_store(tmp_path: Pat
     ]
     assert scored, "the parent's scores are in the store"
     assert first.evidence.parent.val.values == tuple(t.val for t in scored[-1].tests)
+
+
+async def test_the_request_forecasts_the_most_an_approved_improver_can_spend() -> None:
+    seen, _ = await _requests({"meta_utility_tests": 2, "lm_budget": 3, "max_calls": 500})
+    request = seen[0]
+    assert request.allowances["at most, if approved"] == (
+        "6 LM calls, 18 samples, 6 utility calls"  # 2 tests × 3 calls × 3 responses; 2 × 3
+    )
+    left = request.allowances["run caps left"]
+    assert left.endswith(" calls") and 0 < int(left.split()[0]) < 500  # the seed spent some
