@@ -136,7 +136,11 @@ def code_diff(
     old, new = _lines(parent), _lines(source)
     matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
     if old == new:
-        return CodeDiff(Text("(no change: the same source as its parent)", style="dim"), [])
+        if parent == source:
+            return CodeDiff(Text("(no change: the same source as its parent)", style="dim"), [])
+        return CodeDiff(
+            Text("(the only change: the newline at the end of the file)", style="bold"), []
+        )
     width = len(str(max(len(old), len(new), 1)))
     left_width = max((_code(line).cell_len for line in old), default=0)
     deleted, inserted = f"{P['error']}", f"{P['success']}"

@@ -59,6 +59,12 @@ def test_changed_words_are_marked_and_lines_are_numbered() -> None:
     assert sum(1 for r in rows if "value_0" in r) == 2
 
 
+def test_a_change_of_the_final_newline_alone_is_named() -> None:
+    P = Palette.default()
+    assert "no change" in code_diff("a = 1\n", "a = 1\n", P).text.plain
+    assert "newline at the end" in code_diff("a = 1\n", "a = 1", P).text.plain
+
+
 def test_side_by_side_puts_both_versions_on_one_row() -> None:
     rendered = code_diff(PARENT, SOURCE, Palette.default(), side=True)
     row = next(r for r in rendered.text.plain.splitlines() if "a + 1" in r)
