@@ -148,3 +148,47 @@ async def test_the_request_forecasts_the_most_an_approved_improver_can_spend() -
     )
     left = request.allowances["run caps left"]
     assert left.endswith(" calls") and 0 < int(left.split()[0]) < 500  # the seed spent some
+
+
+async def test_show_prints_the_numbers_the_modal_shows(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from stop_tui.engine.evidence import scores_of_record
+
+    config = small_config(approval="auto", meta_utility_tests=3)
+    async with CountingSandbox() as sandbox:
+        run, store, _ = store_run(sandbox, config, tmp_path, gate=Gate(Policy.AUTO))
+        assert await run.run() == "finished"
+    seed = next(
+        s
+        for s in store.list_steps(config.run_id)
+        if s.kind == "seed" and s.meta_utility is not None
+    )
+    scores = scores_of_record(store.get_record(seed.commit))
+    assert scores.scored
+    expected = scores.lines()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOP_TUI_", "OPENAI_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stop_tui",
+            "show",
+            config.run_id,
+            "0",
+            "--workspace",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert shown.returncode == 0, shown.stderr
+    for line in expected:
+        assert line in shown.stdout, (line, shown.stdout)
+    assert "SE" in shown.stdout and "95% CI" in shown.stdout
