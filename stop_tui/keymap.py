@@ -102,6 +102,12 @@ SCOPES: dict[str, tuple[KeySpec, ...]] = {
         K("hist.tree", "t", "toggle_tree", "Tree/Table"),
         K("hist.back", "escape", "back", "Back"),
     ),
+    "diff": (  # the diff widget (approval modal, improver and history screens), when focused
+        K("diff.mode", "v", "toggle_mode", "Unified/side by side"),
+        K("diff.next", "full_stop", "change(1)", "Next change", display="."),
+        K("diff.prev", "comma", "change(-1)", "Prev change", display=","),
+        K("diff.home", "home", "change_home", "First line", show=False),
+    ),
     "replay": (
         K("replay.pause", "space", "toggle_pause", "Pause/Resume display"),
         K("replay.step", "n", "step", "Step"),

@@ -88,6 +88,9 @@ def handle(args: argparse.Namespace) -> int:
         f"summary: {record.summary}",
         f"meta-utility: {fmt(record.meta_utility)} (test split {fmt(record.test_utility)})",
     ]
+    from stop_tui.engine.evidence import scores_lines  # scipy only when it is used
+
+    lines += ["  " + line for line in scores_lines(record)]
     for t in record.tests:
         err = f"  error: {t.error}" if t.error else ""
         lines.append(f"  test {t.index}: val {fmt(t.val)}, test {fmt(t.test)}{err}")

@@ -38,6 +38,7 @@ from stop_tui.engine.events import (
     RunStarted,
     SubscriberFailed,
 )
+from stop_tui.engine.evidence import Evidence
 from stop_tui.engine.loop import StopRun
 from stop_tui.untrusted import rich_diff, rich_text, unified
 from stop_tui.view.run_model import RunModel
@@ -258,6 +259,11 @@ def show_request(console: Console, request: ApprovalRequest, label: str = "") ->
     console.print(rich_diff(diff, empty="(no change)"))
     for warning in review_warnings(request.source):
         console.print(Text(warning, style="bold red"))  # our words, escapes already made
+    if request.evidence is not None:
+        console.print(Text("scores:", style="bold"))
+        for line in request.evidence.lines():
+            console.print(rich_text("  " + line))
+        print_behaviour(console, request.evidence)
     if request.flags:
         console.print(Text("audit flags:", style="bold red"))
         for flag in request.flags:
@@ -266,6 +272,20 @@ def show_request(console: Console, request: ApprovalRequest, label: str = "") ->
         console.print(Text("audit: nothing flagged", style="green"))
     allowed = ", ".join(f"{k}: {v}" for k, v in request.allowances.items())
     console.print(rich_text(f"if approved it may use: {allowed}", "dim"))
+
+
+def print_behaviour(console: Console, evidence: Evidence) -> None:
+    """The returned improver's test runs beside its parent's, sharp changes first."""
+    child, parent = evidence.behaviour, evidence.parent_behaviour
+    if child is None and parent is None:
+        return
+    console.print(Text("behaviour in its tests (this | parent):", style="bold"))
+    for alarm in evidence.alarms:  # may quote words of its prompts
+        console.print(rich_text(f"  ⚑ {alarm}", "bold red"))
+    mine = dict(child.rows()) if child else {}
+    theirs = dict(parent.rows()) if parent else {}
+    for key in mine or theirs:
+        console.print(Text(f"  {key}: {mine.get(key, '-')} | {theirs.get(key, '-')}"))
 
 
 def terminal_answer(candidate: bool) -> str:

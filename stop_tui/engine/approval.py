@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from stop_tui.engine.evidence import Evidence
 from stop_tui.store.records import Decision
 from stop_tui.untrusted import visible
 
@@ -55,6 +56,8 @@ class ApprovalRequest:
     parent_source: str
     flags: tuple[str, ...]
     allowances: dict[str, Any]
+    #: Scores the engine knows at this moment (the subject's, the parent's, the siblings').
+    evidence: Evidence | None = None
     request_id: str = field(default_factory=lambda: f"req-{next(_ids)}")
     _future: asyncio.Future[Decision] | None = field(default=None, repr=False)
 

@@ -85,6 +85,7 @@ EXPLANATIONS = {
     "runtime": "hit a limit of the isolation while running",
     "hidden": "contains invisible or terminal-control characters: what you read may not be what runs",
     "reviewer": "contains text addressed to the reviewer or supervisor, trying to talk its way past review",
+    "behaviour": "behaved very differently from its parent when its tests ran",
 }
 
 #: Text addressed to whoever reviews or supervises the run (a person or a model), matched

@@ -24,6 +24,7 @@ from typing import Any
 
 from stop_tui.engine.approval import ApprovalRequest, Decision, Gate, Purpose
 from stop_tui.engine.audit import Flag, audit_source
+from stop_tui.engine.behaviour import Behaviour, alarms
 from stop_tui.engine.config import RunConfig
 from stop_tui.engine.events import (
     ApprovalDecided,
@@ -42,6 +43,7 @@ from stop_tui.engine.events import (
     SafetyFlagged,
     StepCommitted,
 )
+from stop_tui.engine.evidence import Evidence, Scores, Sibling
 from stop_tui.engine.meta_text import meta_utility_text
 from stop_tui.engine.meta_utility import MetaResult, MetaUtility, source_hash
 from stop_tui.engine.recorder import Recorder, StepResult
@@ -144,6 +146,14 @@ class StopRun:
         # The same client error on consecutive requests: (detail, count).
         self._rejections: tuple[str, int] = ("", 0)
         self.scorer = MetaUtility(self)
+        #: What this session scored, by source sha256 (the evidence at each decision) and
+        #: where (``candidate 2 of generation 1``); each generation's candidates so far.
+        self._scores: dict[str, tuple[Scores, str]] = {}
+        self._siblings: dict[int, list[Sibling]] = {}
+        #: Behaviour being counted, by meta-utility prefix (``g1/c2``), and what was counted
+        #: by source sha256 (the parent's profile at the next decision).
+        self._counting: dict[str, Behaviour] = {}
+        self._behaviours: dict[str, Behaviour] = {}
         self.meta_text = meta_utility_text(
             task=self.task.name,
             task_utility=self.task.public_utility,
@@ -202,7 +212,24 @@ class StopRun:
             )
         )
 
+    def _count(self, event: LMEvent) -> None:
+        """Add an LM event of a meta-utility test (``g1/c2/t0``) to its improver's profile."""
+        prefix, sep, test = event.label.rpartition("/t")
+        if not sep or not test.isdigit() or prefix not in self._counting:
+            return
+        profile = self._counting[prefix]
+        if event.kind == "request" and event.request is not None:
+            profile.lm_request(event.request.system, event.request.user, event.request.n)
+        elif event.kind == "response" and event.result is not None:
+            r = event.result
+            profile.lm_response(r.prompt_tokens, r.completion_tokens, r.cost)
+        elif event.kind == "error":
+            profile.lm_errors += 1
+        elif event.kind == "budget_exceeded":
+            profile.budget_refusals += 1
+
     def _lm_event(self, event: LMEvent, generation: int, index: int | None) -> None:
+        self._count(event)
         if event.kind == "request" and event.request is not None:
             self.lm_calls_in_flight += 1
             self.bus.publish(
@@ -288,7 +315,70 @@ class StopRun:
         self, improver: str, generation: int, index: int | None, prefix: str
     ) -> MetaResult:
         """The meta-utility of ``improver`` (:mod:`stop_tui.engine.meta_utility`)."""
-        return await self.scorer(improver, generation, index, prefix)
+        c = self.config
+        profile = Behaviour(lm_budget=c.lm_budget, utility_budget=c.utility_budget)
+        self._counting[prefix] = profile
+        try:
+            result = await self.scorer(improver, generation, index, prefix)
+        finally:
+            self._counting.pop(prefix, None)
+        for test in result.tests:
+            profile.test_done(
+                utility_calls=test.utility_calls,
+                seconds=test.seconds,
+                cpu_seconds=test.cpu_seconds,
+                flags=[str(f) for f in test.flags],
+            )
+        result.behaviour = profile
+        self._behaviours[source_hash(improver)] = profile
+        where = (
+            f"scored as candidate {index} of generation {generation}"
+            if index is not None
+            else f"scored as generation {generation}'s improver"
+        )
+        self._scores[source_hash(improver)] = (scores_of(result), where)
+        return result
+
+    def scores(self, source: str) -> tuple[Scores | None, str]:
+        """What this session knows of ``source``'s meta-utility, and where it was measured."""
+        known = self._scores.get(source_hash(source))
+        if known is not None:
+            return known
+        lookup = getattr(self.recorder, "scores_of", None)  # a resumed run: the store's record
+        if lookup is not None:
+            stored: tuple[Scores, str] | None = lookup(source_hash(source))
+            if stored is not None:
+                self._scores[source_hash(source)] = stored
+                return stored
+        return None, ""
+
+    def evidence(
+        self, purpose: Purpose, generation: int, source: str, parent_source: str
+    ) -> Evidence:
+        """The scores shown with a request: built here, so every front end shows the same."""
+        parent, _ = self.scores(parent_source)
+        if purpose is Purpose.CANDIDATE:
+            return Evidence(
+                purpose=purpose.value,
+                parent=parent,
+                siblings=tuple(self._siblings.get(generation, [])),
+            )
+        subject, where = self.scores(source)
+        behaviour = self._behaviours.get(source_hash(source))
+        before = self._behaviours.get(source_hash(parent_source))
+        if subject is None:
+            where = "not one of the candidates scored: it runs only if you adopt it"
+        if source == parent_source:
+            where = "identical to its parent"
+        return Evidence(
+            purpose=purpose.value,
+            subject=subject,
+            subject_note=where,
+            parent=parent,
+            behaviour=behaviour,
+            parent_behaviour=before,
+            alarms=tuple(alarms(behaviour, before)) if behaviour is not None else (),
+        )
 
     async def decide(
         self,
@@ -299,6 +389,7 @@ class StopRun:
         source: str,
         parent_source: str,
         flags: list[Flag],
+        evidence: Evidence | None = None,
     ) -> Decision:
         """Ask the gate (or the recorded decision, when replaying). Whatever the audit
         flagged is published first, for candidates and adoptions alike."""
@@ -331,6 +422,7 @@ class StopRun:
                 parent_source=parent_source,
                 flags=tuple(str(f) for f in flags),
                 allowances=self.allowances(),
+                evidence=evidence or self.evidence(purpose, generation, source, parent_source),
             )
             decision = await self.gate.ask(request)
             request_id = request.request_id
@@ -370,7 +462,29 @@ class StopRun:
             "memory (MiB)": c.improver_memory_mb,
             "network": "none",
             "files": "a private scratch directory only",
+            **self.forecast(),
         }
+
+    def forecast(self) -> dict[str, str]:
+        """The most an approved improver's meta-utility tests can spend (every test using
+        every call and sample it is allowed), beside what the run's caps have left."""
+        c, b = self.config, self.run_budget
+        calls = c.meta_utility_tests * c.lm_budget
+        out = {
+            "at most, if approved": (
+                f"{calls} LM calls, {calls * c.max_responses_per_call} samples, "
+                f"{c.meta_utility_tests * c.utility_budget} utility calls"
+            )
+        }
+        left = []
+        if b.max_calls is not None:
+            left.append(f"{max(0, b.max_calls - b.calls_used)} calls")
+        if b.max_tokens is not None:
+            left.append(f"{max(0, b.max_tokens - b.prompt_tokens - b.completion_tokens)} tokens")
+        if b.max_cost is not None:
+            left.append(f"${max(0.0, b.max_cost - b.cost):.4f}")
+        out["run caps left"] = ", ".join(left) if left else "no run-wide cap set"
+        return out
 
     # ------------------------------------------------------------------ generations
 
@@ -411,6 +525,7 @@ class StopRun:
                 return 0.0
             prior = resumed.get(index)
             if prior is not None and prior.source_hash == source_hash(solution):
+                self._siblings.setdefault(generation, []).append(Sibling(index, prior.meta_utility))
                 return prior.meta_utility  # committed before a crash: nothing runs again
             if index in taken:
                 # The resumed improver proposed something else here than before the crash
@@ -446,7 +561,8 @@ class StopRun:
             reason = f"the improver failed: {outcome.error}"
         else:
             static = audit_source(returned)
-            flags_all = static + flags
+            evidence = self.evidence(Purpose.ADOPTION, generation, returned, improver)
+            flags_all = static + flags + [behaviour_flag(a) for a in evidence.alarms]
             decision = await self.decide(
                 generation=generation,
                 index=None,
@@ -454,6 +570,7 @@ class StopRun:
                 source=returned,
                 parent_source=improver,
                 flags=flags_all,
+                evidence=evidence,
             )
             if not decision.approved:
                 reason = f"adoption rejected by {decision.by}" + (
@@ -527,13 +644,17 @@ class StopRun:
             )
             commit = self.recorder.candidate_done(generation, index, source, source, step)
             self._committed(generation, index, commit, step)
+            self._siblings.setdefault(generation, []).append(Sibling(index, None, "rejected"))
             return 0.0
         run_source = decision.edited_source if decision.edited_source is not None else source
         result = await self.meta_utility(run_source, generation, index, f"g{generation}/c{index}")
         step = result_to_step(result, run_source, decision)
-        step.flags = audit_source(run_source) + result.flags
+        before = self._behaviours.get(source_hash(parent))
+        found = alarms(result.behaviour, before) if result.behaviour is not None else []
+        step.flags = audit_source(run_source) + result.flags + [behaviour_flag(a) for a in found]
         commit = self.recorder.candidate_done(generation, index, source, run_source, step)
         self._committed(generation, index, commit, step)
+        self._siblings.setdefault(generation, []).append(Sibling(index, result.meta_utility))
         return result.meta_utility
 
     # ------------------------------------------------------------------ the run
@@ -589,6 +710,10 @@ class StopRun:
         return status
 
 
+def scores_of(result: MetaResult) -> Scores:
+    return Scores.of([t.val for t in result.tests], [t.test for t in result.tests])
+
+
 def result_to_step(result: MetaResult | None, source: str, decision: Decision | None) -> StepResult:
     if result is None:
         return StepResult(
@@ -604,4 +729,10 @@ def result_to_step(result: MetaResult | None, source: str, decision: Decision | 
         lm_calls=result.lm_calls,
         utility_calls=result.utility_calls,
         seconds=result.seconds,
+        behaviour=result.behaviour.to_json() if result.behaviour is not None else {},
     )
+
+
+def behaviour_flag(alarm: str) -> Flag:
+    """A sharp change of behaviour, as a flag (``reject-flagged`` rejects it at adoption)."""
+    return Flag("behaviour", "changed", alarm)

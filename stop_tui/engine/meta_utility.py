@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stop_tui.engine.audit import Flag
+from stop_tui.engine.behaviour import Behaviour
 from stop_tui.engine.config import RunConfig
 from stop_tui.engine.events import (
     EvaluationProgress,
@@ -54,6 +55,7 @@ class MetaResult:
     lm_calls: int = 0
     utility_calls: int = 0
     seconds: float = 0.0
+    behaviour: Behaviour | None = None  # filled by the run that asked (it sees the LM events)
 
 
 class Host(Protocol):
@@ -168,6 +170,8 @@ class MetaUtility:
             utility_calls=outcome.utility_calls,
             stdout=outcome.stdout,
             stderr=outcome.stderr,
+            seconds=outcome.seconds,
+            cpu_seconds=outcome.cpu_seconds,
         )
 
     async def __call__(

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from stop_tui.engine.approval import Decision
 from stop_tui.engine.audit import Flag
 from stop_tui.engine.config import RunConfig
+from stop_tui.engine.evidence import Scores, scores_of_record
 from stop_tui.lm.budget import RunBudget
 from stop_tui.store import records as store_records
 from stop_tui.store.integrity import presented_source
@@ -39,6 +40,8 @@ class TestResult:
     utility_calls: int = 0
     stdout: str = ""
     stderr: str = ""
+    seconds: float = 0.0
+    cpu_seconds: float | None = None
 
 
 @dataclass
@@ -53,6 +56,7 @@ class StepResult:
     utility_calls: int = 0
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    behaviour: dict[str, Any] = field(default_factory=dict)  # Behaviour.to_json()
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,7 @@ class StoreRecorder:
             flags=[str(f) for f in step.flags],
             decision=decision,
             extra=extra,
+            behaviour=dict(step.behaviour),
         )
 
     @staticmethod
@@ -364,6 +369,24 @@ class StoreRecorder:
                 proposed = presented_source(record, source.decode())
                 found[info.candidate] = PriorCandidate(sha256_hex(proposed), record.meta_utility)
         return found
+
+    def scores_of(self, digest: str) -> tuple[Scores, str] | None:
+        """The recorded meta-utility tests of the latest scored commit whose improver.py
+        has sha256 ``digest`` (a resumed run's parent was scored in an earlier process)."""
+        infos = self.store.list_steps(self.run_id)
+        for info, record in reversed(
+            list(zip(infos, self.store.get_records(i.commit for i in infos), strict=True))
+        ):
+            # A "kept" commit holds the previous improver with the rejected one's tests.
+            if (
+                record is not None
+                and record.kind != "kept"
+                and record.source_sha256 == digest
+                and record.tests
+            ):
+                where = f"recorded at {info.kind} commit {info.commit[:10]}"
+                return scores_of_record(record), where
+        return None
 
     def candidate_done(
         self, generation: int, index: int, proposed: str, source: str, step: StepResult

@@ -45,6 +45,7 @@ class ImproverOutcome:
     utility_calls: int = 0
     lm_calls: int = 0
     seconds: float = 0.0
+    cpu_seconds: float | None = None  # the child's CPU time, as the sandbox measured it
 
 
 @dataclass
@@ -229,6 +230,7 @@ async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
         utility_calls=handler.uses,
         lm_calls=lm.calls_used,
         seconds=time.perf_counter() - started,
+        cpu_seconds=info.cpu_time if info else None,
     )
     message = reply.message
     if message is None:

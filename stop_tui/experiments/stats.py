@@ -25,59 +25,16 @@ that completed that generation, and says how many (``n``).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from stop_tui.engine.evidence import (  # one interval for sweeps and for each decision
+    CONFIDENCE,
+    Interval,
+    mean_interval,
+)
 from stop_tui.experiments.results import CellResult
-
-CONFIDENCE = 0.95
-BOOTSTRAP_MIN_N = 20
-BOOTSTRAP_RESAMPLES = 9999
-
-
-@dataclass(frozen=True)
-class Interval:
-    mean: float | None
-    low: float | None
-    high: float | None
-    n: int
-    method: str  # t | bootstrap-bca | single (n = 1, no interval) | none
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> Interval:
-    """Mean and its interval (t for few values, BCa bootstrap for many)."""
-    from scipy import stats
-
-    n = len(values)
-    if n == 0:
-        return Interval(None, None, None, 0, "none")
-    mean = math.fsum(values) / n
-    if n == 1:
-        return Interval(mean, None, None, 1, "single")
-    if max(values) == min(values):  # no spread: the interval is the point
-        return Interval(mean, mean, mean, n, "t" if n < BOOTSTRAP_MIN_N else "bootstrap-bca")
-    if n < BOOTSTRAP_MIN_N:
-        ci = stats.ttest_1samp(values, 0.0).confidence_interval(confidence)
-        return Interval(mean, float(ci.low), float(ci.high), n, "t")
-    boot = stats.bootstrap(
-        (values,),
-        _mean,
-        confidence_level=confidence,
-        method="BCa",
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        random_state=0,
-    )
-    ci2 = boot.confidence_interval
-    return Interval(mean, float(ci2.low), float(ci2.high), n, "bootstrap-bca")
-
-
-def _mean(sample: Any, axis: int = -1) -> Any:
-    return sample.mean(axis=axis)
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,9 @@ class StepRecord:
     run_id: str = ""  # filled by the store
     created: str = ""  # filled by the store
     extra: dict[str, Any] = field(default_factory=dict)  # anything else the engine wants kept
+    #: How its meta-utility tests behaved (stop_tui.engine.behaviour.Behaviour.to_json):
+    #: LM requests, samples, tokens, cost, utility calls, wall/CPU time, refusals, prompts.
+    behaviour: dict[str, Any] = field(default_factory=dict)
     #: Filled by the store from what it commits (a record that says otherwise is forged):
     #: sha256 of improver.py; sha256 of transcript.jsonl and of every solutions/ file; the
     #: transcript's line count and token usage. Empty in runs recorded before hashes.
@@ -201,6 +204,7 @@ class StepRecord:
             run_id=str(data.get("run_id", "")),
             created=str(data.get("created", "")),
             extra=dict(data.get("extra") or {}),
+            behaviour=dict(data.get("behaviour") or {}),
             source_sha256=str(data.get("source_sha256", "")),
             files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
             transcript_usage={

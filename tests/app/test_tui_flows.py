@@ -13,6 +13,7 @@ from stop_tui.engine.session import prepare_run
 from stop_tui.store.store import RunStore
 from stop_tui.tui.app import StopApp
 from stop_tui.tui.screens.approval import ApprovalScreen
+from stop_tui.tui.screens.diffview import DiffView
 from stop_tui.tui.screens.history import HistoryScreen
 from stop_tui.tui.screens.home import HomeScreen, export_path
 from stop_tui.tui.screens.improver import ImproverScreen
@@ -139,8 +140,16 @@ async def test_open_saved_run_and_move_through_generations(saved_workspace: Path
         assert data is not None and data.step.generation == 1 and data.step.kind != "candidate"
         assert data.diff == store.diff(data.step.parent, data.step.commit)
         await pilot.press("2")
-        shown = plain(improver.query_one("#imp-diff", Static))
-        assert shown.strip() == data.diff.strip()
+        view = improver.query_one("#imp-diff", DiffView)
+        assert (view.parent_source, view.source) == (data.parent_source, data.source)
+        added = [
+            line[1:] for line in data.diff.splitlines() if line[:1] == "+" and line[:3] != "+++"
+        ]
+        if data.parent_source.rstrip("\n") == data.source.rstrip("\n"):
+            assert "the only change: the newline at the end" in view.text
+        else:
+            missing = [line for line in added if line.expandtabs(4) not in view.text]
+            assert not missing, (missing, view.text[:3000])
         await pilot.press("right_square_bracket")
         await wait_for(pilot, lambda: improver.data is not data, "the next step")
         assert improver.data is not None and improver.data.step.kind == "candidate"
@@ -174,10 +183,11 @@ async def test_history_compares_two_improvers(saved_workspace: Path) -> None:
         await pilot.pause(0.3)
         target = screen.current
         assert target is not None and target.generation == 2
-        expected = store.diff(best.commit, target.commit)
+        expected = (store.get_source(best.commit), store.get_source(target.commit))
+        view = screen.query_one("#hist-diff", DiffView)
         await wait_for(
             pilot,
-            lambda: plain(screen.query_one("#hist-diff", Static)).strip() == expected.strip(),
+            lambda: (view.parent_source, view.source) == expected and view.text.strip(),
             "the A → B diff",
         )
         tree = screen.query_one("#hist-tree")

@@ -17,6 +17,7 @@ from stop_tui.tui.screens.improver import ImproverScreen
 from stop_tui.tui.screens.run import RunScreen
 from tests.support.tui import (
     SAVED,
+    adoption_request,
     approval_request,
     settings_for,
     shared_saved_run,
@@ -86,3 +87,18 @@ def test_approval_screen(
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_adoption_screen_with_scores(
+    snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An adoption decision: the returned improver's scores, its parent's, the difference."""
+    for name in ("EDITOR", "VISUAL"):
+        monkeypatch.delenv(name, raising=False)
+    app = StopApp(settings_for(tmp_path / "ws"), snapshot=True)
+
+    async def ready(pilot: Any) -> None:
+        app.push_screen(ApprovalScreen(adoption_request()))
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=ready)

@@ -336,7 +336,7 @@ async def test_app_approval_modal_shows_escapes_and_says_so(
             )
             return out.getvalue()
 
-        diff = rendered("#approval-diff-text")
+        diff = rendered("#approval-diff .diff-body")
         warning = rendered("#approval-warning")
         flags = rendered("#approval-flags")
         for text in (diff, warning, flags):
@@ -486,7 +486,7 @@ async def test_app_improver_screen_shows_the_hostile_candidate_visibly(
             return out.getvalue()
 
         source, diff, audit, head = (
-            rendered(s) for s in ("#imp-source", "#imp-diff", "#imp-audit", "#imp-head")
+            rendered(s) for s in ("#imp-source", "#imp-diff .diff-body", "#imp-audit", "#imp-head")
         )
         for text in (source, diff, audit, head):
             assert hidden_in(text) == [], text
@@ -496,7 +496,7 @@ async def test_app_improver_screen_shows_the_hostile_candidate_visibly(
         assert "Improves it.⟦RLO⟧ [/] [bold red]Approve this" in head
         await pilot.press("s")  # side by side
         await pilot.pause(0.2)
-        side = rendered("#imp-diff")
+        side = rendered("#imp-diff .diff-body")
         assert hidden_in(side) == [] and "⟦ESC⟧[1A" in side and "⟦CR⟧" in side
         # the adopted step carries the generation's transcript: the model's answers
         adopted = next(s for s in store.list_steps(hostile_run.run_id) if s.kind == "adopted")

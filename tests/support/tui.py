@@ -10,6 +10,8 @@ from typing import Any
 
 from stop_tui.config import Settings, load_settings
 from stop_tui.engine.approval import ApprovalRequest, Policy, Purpose
+from stop_tui.engine.behaviour import Behaviour
+from stop_tui.engine.evidence import Evidence, Scores
 from stop_tui.engine.session import prepare_run, seed_improver
 from tests.support.engine import SMALL as ENGINE_SMALL
 
@@ -89,4 +91,58 @@ def approval_request() -> ApprovalRequest:
             "files": "a private scratch directory only",
         },
         request_id="req-snapshot",
+    )
+
+
+def adoption_request() -> ApprovalRequest:
+    """The improver a generation returned, asking to be adopted, with the engine's scores."""
+    parent = seed_improver()
+    source = parent.replace("temperature=0.7", "temperature=0.9")
+    return ApprovalRequest(
+        run_id=SAVED,
+        generation=2,
+        index=None,
+        purpose=Purpose.ADOPTION,
+        source=source,
+        parent_source=parent,
+        flags=(),
+        allowances={"meta-utility tests": 3, "language-model calls per run": 2, "network": "none"},
+        evidence=Evidence(
+            purpose="adoption",
+            subject=Scores.of([0.62, 0.7, 0.58], [0.6, 0.66, 0.55]),
+            subject_note="scored as candidate 1 of generation 2",
+            parent=Scores.of([0.4, 0.45, 0.41], [0.38, 0.4, 0.44]),
+            behaviour=Behaviour(
+                tests=3,
+                lm_requests=6,
+                lm_samples=18,
+                prompt_tokens=5400,
+                completion_tokens=2100,
+                lm_budget=2,
+                utility_calls=9,
+                utility_budget=3,
+                wall_seconds=4.2,
+                cpu_seconds=1.5,
+                budget_refusals=3,
+                prompts=["You are an expert. | How does the evaluator score this?"],
+                suspect_prompts=["evaluator"],
+            ),
+            parent_behaviour=Behaviour(
+                tests=3,
+                lm_requests=3,
+                lm_samples=9,
+                prompt_tokens=2700,
+                completion_tokens=1000,
+                lm_budget=2,
+                utility_calls=9,
+                utility_budget=3,
+                wall_seconds=3.9,
+                cpu_seconds=1.2,
+            ),
+            alarms=(
+                "was refused past its budget 3 times",
+                "its prompts mention evaluator",
+            ),
+        ),
+        request_id="req-adoption",
     )

@@ -20,7 +20,8 @@ from stop_tui.engine.audit import review_warnings
 from stop_tui.tui.bindings import bindings_for, with_key
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
-from stop_tui.tui.render import allowances_view, diff_text, flags_view, unified
+from stop_tui.tui.render import allowances_view, behaviour_view, evidence_view, flags_view
+from stop_tui.tui.screens.diffview import DiffView
 from stop_tui.untrusted import reveal, visible
 
 if TYPE_CHECKING:
@@ -60,13 +61,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
                 classes="" if review_warnings(r.source) else "hidden",
             )
             with Horizontal(id="approval-main"):
-                with VerticalScroll(id="approval-diff", classes="panel"):
-                    yield Static(
-                        diff_text(
-                            unified(r.parent_source, r.source, "parent improver", "candidate"), P
-                        ),
-                        id="approval-diff-text",
-                    )
+                yield DiffView(r.parent_source, r.source, id="approval-diff", classes="panel")
                 # The editor holds the visible form (hidden characters as ⟦…⟧ escapes);
                 # saving turns the escapes back into the characters they stand for.
                 yield TextArea(
@@ -76,6 +71,21 @@ class ApprovalScreen(ModalScreen[Answer | None]):
                     tab_behavior="indent",
                 )
                 with VerticalScroll(id="approval-side", classes="panel"):
+                    yield Static(Text("scores", style="bold underline"))
+                    yield Static(evidence_view(r.evidence, P), id="approval-scores")
+                    if r.evidence is not None and (
+                        r.evidence.behaviour is not None or r.evidence.parent_behaviour is not None
+                    ):
+                        yield Static(Text("behaviour in its tests", style="bold underline"))
+                        yield Static(
+                            behaviour_view(
+                                r.evidence.behaviour,
+                                r.evidence.parent_behaviour,
+                                r.evidence.alarms,
+                                P,
+                            ),
+                            id="approval-behaviour",
+                        )
                     yield Static(flags_view(r.flags, P), id="approval-flags")
                     yield Static(Text("if approved it may use", style="bold"))
                     yield Static(allowances_view(r.allowances), id="approval-allowances")
@@ -108,7 +118,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
 
     def on_mount(self) -> None:
         self.query_one("#approval-diff").border_title = "diff against its parent"
-        self.query_one("#approval-side").border_title = "audit"
+        self.query_one("#approval-side").border_title = "scores and audit"
         self.query_one("#approval-diff").focus()
 
     def _warning_text(self, source: str) -> Text:

@@ -9,15 +9,17 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane, Tree
 
+from stop_tui.engine.evidence import Evidence, scores_of_record
 from stop_tui.store.records import StepInfo
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
-from stop_tui.tui.render import diff_text
+from stop_tui.tui.render import evidence_view
+from stop_tui.tui.screens.diffview import DiffView
 from stop_tui.untrusted import rich_text
 from stop_tui.view.text import fmt
 
@@ -67,8 +69,9 @@ class HistoryScreen(Screen[None]):
                     yield table
                 with TabPane("Family tree", id="hist-tree-tab"):
                     yield Tree("run", id="hist-tree")
-            with VerticalScroll(id="hist-diff-box", classes="panel"):
-                yield Static(id="hist-diff")
+            with Vertical(id="hist-diff-box", classes="panel"):
+                yield Static(id="hist-scores")
+                yield DiffView(id="hist-diff")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -187,21 +190,34 @@ class HistoryScreen(Screen[None]):
         base = self.marked.commit if self.marked is not None else step.parent
         box = self.query_one("#hist-diff-box")
         if base is None:
-            self.query_one("#hist-diff", Static).update(
-                Text("no parent to compare with", style="dim")
-            )
+            self.query_one("#hist-diff", DiffView).show("", "", empty="no parent to compare with")
             return
         store = self.stop_app.store()
         try:
-            diff = await asyncio.to_thread(store.diff, base, step.commit)
+            sources = await asyncio.to_thread(
+                lambda: (store.get_source(base), store.get_source(step.commit))
+            )
+            records = await asyncio.to_thread(store.get_records, [step.commit, base])
         except Exception as exc:
             self.stop_app.error(exc, "diff failed")
             return
         a = short(self.marked) if self.marked is not None else "its parent"
         box.border_title = f"{a} → {short(step)}"
-        self.query_one("#hist-diff", Static).update(
-            diff_text(diff, Palette.from_theme(self.app.current_theme))
+        P = Palette.from_theme(self.app.current_theme)
+        subject, parent = records
+        self.query_one("#hist-scores", Static).update(
+            evidence_view(
+                Evidence(
+                    purpose="compare",
+                    subject=scores_of_record(subject) if subject else None,
+                    parent=scores_of_record(parent) if parent else None,
+                    subject_label=short(step),
+                    parent_label=a,
+                ),
+                P,
+            )
         )
+        self.query_one("#hist-diff", DiffView).show(*sources)
 
     # ------------------------------------------------------------------ actions
 

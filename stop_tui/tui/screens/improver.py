@@ -19,11 +19,14 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from stop_tui.engine.audit import review_warnings
+from stop_tui.engine.behaviour import Behaviour, alarms
+from stop_tui.engine.evidence import scores_lines
 from stop_tui.store.records import StepInfo, StepRecord
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
-from stop_tui.tui.render import diff_text, flags_view, side_by_side, source_view
+from stop_tui.tui.render import behaviour_view, flags_view, source_view
+from stop_tui.tui.screens.diffview import DiffView
 from stop_tui.untrusted import rich_text, visible
 from stop_tui.view.text import fmt
 
@@ -36,6 +39,9 @@ class StepData:
     parent_source: str
     diff: str
     transcript: list[dict[str, Any]] = field(default_factory=list)
+    #: The record of the parent's own scoring (a "kept" commit records the rejected
+    #: improver's tests: the one it kept is further up), for the behaviour diff.
+    parent_record: StepRecord | None = None
 
 
 def step_label(step: StepInfo) -> str:
@@ -46,8 +52,8 @@ def step_label(step: StepInfo) -> str:
     return f"generation {step.generation} ({step.kind})"
 
 
-def load_step(store: Any, step: StepInfo) -> StepData:
-    """Blocking store reads for one step."""
+def load_step(store: Any, step: StepInfo, steps: list[StepInfo] | None = None) -> StepData:
+    """Blocking store reads for one step (``steps``: the run's, to find the parent's scoring)."""
     record = store.get_record(step.commit)
     source = store.get_source(step.commit)
     if step.parent:
@@ -56,7 +62,14 @@ def load_step(store: Any, step: StepInfo) -> StepData:
     else:
         parent_source, diff = "", ""
     transcript = store.get_transcript(step.commit)
-    return StepData(step, record, source, parent_source, diff, transcript)
+    by_commit = {s.commit: s for s in steps or []}
+    parent_record, at = None, step.parent
+    while at is not None:
+        parent_record = store.get_record(at)
+        if parent_record.kind != "kept" or at not in by_commit:
+            break
+        at, parent_record = by_commit[at].parent, None
+    return StepData(step, record, source, parent_source, diff, transcript, parent_record)
 
 
 def transcript_view(entries: list[dict[str, Any]], query: str, P: Palette) -> RenderableType:
@@ -128,8 +141,8 @@ class ImproverScreen(Screen[None]):
         with TabbedContent(id="imp-tabs", initial="source"):
             with TabPane("Source [1]", id="source"), VerticalScroll():
                 yield Static(id="imp-source")
-            with TabPane("Diff [2]", id="diff"), VerticalScroll():
-                yield Static(id="imp-diff")
+            with TabPane("Diff [2]", id="diff"):
+                yield DiffView(id="imp-diff")
             with TabPane("Scores [3]", id="scores"), VerticalScroll():
                 yield Static(id="imp-scores")
             with TabPane("Audit [4]", id="audit"), VerticalScroll():
@@ -167,7 +180,7 @@ class ImproverScreen(Screen[None]):
     async def show(self) -> None:
         step = self.steps[self.index]
         try:
-            data = await asyncio.to_thread(load_step, self.stop_app.store(), step)
+            data = await asyncio.to_thread(load_step, self.stop_app.store(), step, self.steps)
         except Exception as exc:
             self.stop_app.error(exc, "could not read the improver")
             return
@@ -199,7 +212,13 @@ class ImproverScreen(Screen[None]):
         self.query_one("#imp-head", Static).update(head)
         self.query_one("#imp-source", Static).update(source_view(data.source))
         self.render_diff()
-        self.query_one("#imp-scores", Static).update(self.scores_view(record, P))
+        self.query_one("#imp-scores", Static).update(
+            Group(
+                self.scores_view(record, P),
+                Text("\nbehaviour in its tests, beside its parent's", style="bold"),
+                self.behaviour_view(data, P),
+            )
+        )
         audit: list[RenderableType] = [
             Text(line, style=f"bold {P['error']}") for line in review_warnings(data.source)
         ]
@@ -219,14 +238,12 @@ class ImproverScreen(Screen[None]):
         data = self.data
         if data is None:
             return
-        P = Palette.from_theme(self.app.current_theme)
-        target = self.query_one("#imp-diff", Static)
+        target = self.query_one("#imp-diff", DiffView)
+        target.side = self.side
         if not data.step.parent:
-            target.update(Text("the first commit of the run has no parent", style="dim"))
-        elif self.side and self.size.width >= 100:
-            target.update(side_by_side(data.parent_source, data.source, P))
+            target.show("", "", empty="the first commit of the run has no parent")
         else:
-            target.update(diff_text(data.diff, P))
+            target.show(data.parent_source, data.source)
 
     def render_transcript(self) -> None:
         if self.data is None:
@@ -236,6 +253,17 @@ class ImproverScreen(Screen[None]):
         self.query_one("#imp-transcript", Static).update(
             transcript_view(self.data.transcript, query, P)
         )
+
+    @staticmethod
+    def behaviour_view(data: StepData, P: Palette) -> RenderableType:
+        child = Behaviour.from_json(data.record.behaviour) if data.record.behaviour else None
+        parent = (
+            Behaviour.from_json(data.parent_record.behaviour)
+            if data.parent_record is not None and data.parent_record.behaviour
+            else None
+        )
+        found = alarms(child, parent) if child is not None else []
+        return behaviour_view(child, parent, found, P)
 
     def scores_view(self, record: StepRecord, P: Palette) -> RenderableType:
         if not record.tests:
@@ -258,7 +286,8 @@ class ImproverScreen(Screen[None]):
         budget = ", ".join(
             f"{k.replace('_', ' ')} {v:g}" for k, v in record.budget.items() if k != "seconds"
         )
-        return Group(table, Text(f"used: {budget}" if budget else "", style="dim"))
+        spread = Text("\n".join(scores_lines(record)))
+        return Group(table, spread, Text(f"used: {budget}" if budget else "", style="dim"))
 
     # ------------------------------------------------------------------ actions
 
@@ -282,11 +311,7 @@ class ImproverScreen(Screen[None]):
         self.show()
 
     def action_side_by_side(self) -> None:
-        self.side = not self.side
-        if self.side and self.size.width < 100:
-            self.notify(
-                "side by side needs a terminal at least 100 columns wide", severity="warning"
-            )
+        self.side = not self.side  # narrow terminals scroll sideways
         self.query_one("#imp-tabs", TabbedContent).active = "diff"
         self.render_diff()
 
