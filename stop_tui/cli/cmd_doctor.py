@@ -7,7 +7,10 @@ prints the same facts for scripts.
 Adding a check: append a function returning a :class:`Section` (or None to
 skip itself) to :data:`SECTIONS`; it receives the parsed arguments.
 ``--attacks`` also runs harmless attack programs in the sandbox
-(:mod:`stop_tui.sandbox.selftest`).
+(:mod:`stop_tui.sandbox.selftest`) and on the layers above it, each kept
+next to what it attacks: malformed child output (:mod:`stop_tui.tasks.selfcheck`),
+the language-model proxy (:mod:`stop_tui.engine.selfcheck`) and verified
+history (:mod:`stop_tui.store.selfcheck`).
 """
 
 from __future__ import annotations
@@ -180,6 +183,32 @@ def display_section(args: argparse.Namespace) -> Section:
     return Section("Untrusted text on screen", all(r.ok for r in rows), rows)
 
 
+async def _layer_attacks() -> list[Any]:
+    from stop_tui.engine.selfcheck import oversized_prompt_attack
+    from stop_tui.sandbox.api import Sandbox
+    from stop_tui.store.selfcheck import forged_history_attacks
+    from stop_tui.tasks.selfcheck import malformed_output_attacks
+
+    async with Sandbox(unsafe=True) as sandbox:
+        results = await malformed_output_attacks(sandbox)
+        results.append(await oversized_prompt_attack(sandbox))
+    return results + forged_history_attacks()
+
+
+def layer_attacks_section(args: argparse.Namespace) -> Section:
+    """Attacks on the layers above the sandbox (only with ``--attacks``)."""
+    import asyncio
+
+    results = asyncio.run(_layer_attacks())
+    rows = [
+        Row(r.name, r.blocked, ("blocked: " if r.blocked else "GOT THROUGH: ") + r.detail)
+        for r in results
+    ]
+    return Section(
+        "Decoding, LM proxy and history attack self-test", all(r.blocked for r in results), rows
+    )
+
+
 def _attacks_if_asked(args: argparse.Namespace) -> Section | None:
     return attacks_section(args) if getattr(args, "attacks", False) else None
 
@@ -188,10 +217,15 @@ def _display_if_asked(args: argparse.Namespace) -> Section | None:
     return display_section(args) if getattr(args, "attacks", False) else None
 
 
+def _layer_attacks_if_asked(args: argparse.Namespace) -> Section | None:
+    return layer_attacks_section(args) if getattr(args, "attacks", False) else None
+
+
 SECTIONS: list[Callable[[argparse.Namespace], Section | None]] = [
     sandbox_section,
     _attacks_if_asked,
     _display_if_asked,
+    _layer_attacks_if_asked,
     endpoint_section,
 ]
 

@@ -20,12 +20,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from stop_tui.sandbox import codec
 from stop_tui.sandbox.guest.runner import EXIT_CONFINE, EXIT_MEMORY
-from stop_tui.sandbox.guest.zygote import GO
+from stop_tui.sandbox.guest.zygote import CPU, GO
 from stop_tui.sandbox.limits import ExitInfo, Handler, Limits, Reply, RpcFailure
 
 OUTPUT_KILL_FACTOR = 4
@@ -99,6 +99,9 @@ class Child:
         self._timer: asyncio.TimerHandle | None = None
         self._armed = False  # a job was handed to it (a spare is not armed yet)
         self._exchange = asyncio.Lock()  # one request/serve at a time per child
+        self._usage: asyncio.Future[float] | None = None  # the pending CPU query
+        self._usage_lock = asyncio.Lock()
+        self._cpu_mark: float | None = None  # CPU used when the last limited request ended
 
     async def _attach(self, chan: socket.socket, ctl: socket.socket, out: int, err: int) -> None:
         loop = asyncio.get_running_loop()
@@ -127,9 +130,14 @@ class Child:
     async def _read_status(self) -> None:
         status: dict[str, Any] = {"error": "the sandbox ended before the job reported"}
         try:
-            line = await self._ctl_reader.readline()
-            if line:
-                status = json.loads(line)
+            while line := await self._ctl_reader.readline():
+                message = json.loads(line)
+                if isinstance(message, dict) and set(message) == {"usage"}:
+                    if self._usage is not None and not self._usage.done():
+                        self._usage.set_result(float(message["usage"]))
+                    continue
+                status = message  # the last line: how the job ended
+                break
         except (OSError, ValueError) as exc:
             status = {"error": f"unreadable job status: {exc}"}
         if not self._status.done():
@@ -207,18 +215,79 @@ class Child:
             self._memory_hit = True
         return message, False
 
-    async def request(self, message: dict[str, Any] | codec.Prepared, timeout: float) -> Reply:
+    async def cpu_used(self) -> float | None:
+        """CPU seconds the job's processes have used so far, as its supervisor
+        measures them (outside the job: the job cannot forge it); None when the
+        job has ended or the supervisor does not answer within ``KILL_GRACE``."""
+        async with self._usage_lock:
+            if not self.alive or self._kill_task is not None:
+                return None
+            usage: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            self._usage = usage
+            try:
+                self._ctl_writer.write(CPU)
+            except (OSError, RuntimeError):
+                return None
+            waits: set[asyncio.Future[Any]] = {usage, self._status}
+            await asyncio.wait(waits, timeout=KILL_GRACE, return_when="FIRST_COMPLETED")
+            self._usage = None
+            return usage.result() if usage.done() else None
+
+    async def request(
+        self,
+        message: dict[str, Any] | codec.Prepared,
+        timeout: float,
+        *,
+        cpu_limit: float | None = None,
+    ) -> Reply:
         """Send ``message`` with a fresh id and wait for the reply carrying that id.
 
         ``message`` may be a :class:`codec.Prepared` message (serialised once,
         e.g. the same instance's arguments sent to many children). A timeout
         kills the child (limit ``"timeout"``); a reply with another id is a
         protocol violation and kills it too.
+
+        With ``cpu_limit`` the reply also carries ``cpu``, the CPU seconds the
+        job used for this request (since the previous limited request ended:
+        work a background thread does between requests counts too), and the
+        request times out as soon as that exceeds ``cpu_limit``; ``timeout``
+        stays the wall-clock backstop. A CPU verdict does not depend on how
+        loaded the machine is; a wall-clock one does.
         """
         async with self._exchange:
-            return await self._request(message, timeout)
+            if cpu_limit is None:
+                return await self._request(message, timeout)
+            return await self._limited(message, timeout, cpu_limit)
 
-    async def _request(self, message: dict[str, Any] | codec.Prepared, timeout: float) -> Reply:
+    async def _limited(
+        self, message: dict[str, Any] | codec.Prepared, timeout: float, cpu_limit: float
+    ) -> Reply:
+        before = self._cpu_mark if self._cpu_mark is not None else await self.cpu_used()
+        if before is None:  # no supervisor answer: the wall clock is all there is
+            return await self._request(message, min(timeout, cpu_limit))
+        state = {"spent": 0.0}
+
+        async def over_cpu() -> bool:
+            used = await self.cpu_used()
+            if used is not None:
+                state["spent"] = used - before
+            return used is not None and used - before > cpu_limit
+
+        reply = await self._request(message, timeout, check=(cpu_limit, over_cpu))
+        if reply.message is None:
+            return Reply(None, reply.elapsed, reply.timed_out, state["spent"])
+        after = await self.cpu_used()
+        if after is None and self._status.done():  # it replied, then ended
+            after = self._status.result().get("cpu")
+        self._cpu_mark = after
+        return Reply(reply.message, reply.elapsed, False, None if after is None else after - before)
+
+    async def _request(
+        self,
+        message: dict[str, Any] | codec.Prepared,
+        timeout: float,
+        check: tuple[float, Callable[[], Awaitable[bool]]] | None = None,
+    ) -> Reply:
         request_id = secrets.token_hex(8)
         if isinstance(message, codec.Prepared):
             line = message.with_id(request_id)
@@ -231,7 +300,17 @@ class Child:
         except TimeoutError:
             self._trip("timeout")
             return Reply(None, time.perf_counter() - start, True)
-        reply, timed_out = await self._recv(timeout - (time.perf_counter() - start))
+        if check is None:
+            reply, timed_out = await self._recv(timeout - (time.perf_counter() - start))
+        else:  # wait in slices, asking between them whether the CPU limit is passed
+            interval, over = check
+            while True:
+                left = timeout - (time.perf_counter() - start)
+                reply, timed_out = await self._recv(min(left, interval))
+                if reply is not None or not timed_out or left <= interval:
+                    break
+                if await over():
+                    break
         elapsed = time.perf_counter() - start
         if reply is None:
             if timed_out:

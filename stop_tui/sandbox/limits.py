@@ -45,6 +45,7 @@ class Reply:
     message: dict[str, Any] | None  # None: timed out, or the child ended / was killed
     elapsed: float  # seconds, measured in the parent
     timed_out: bool = False
+    cpu: float | None = None  # with ``cpu_limit``: the job's CPU seconds for this request
 
 
 @dataclass(frozen=True)

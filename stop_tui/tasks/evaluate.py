@@ -1,12 +1,21 @@
 """Evaluate an untrusted solution on a task's hidden split, in the sandbox.
 
 The parent generates the instances and scores the outputs; the child only
-ever sees the positional arguments of one instance at a time. Times are
-measured in the parent. A solution that times out on one instance scores 0
-there, its child is killed, and a fresh child (never the same one) takes the
-remaining instances; after ``MAX_TIMEOUTS`` timeouts the rest score 0 unrun,
-which bounds the cost of a hostile solution to about
-``MAX_TIMEOUTS * time_limit`` seconds plus start-up.
+ever sees the positional arguments of one instance at a time.
+
+A task's ``time_limit`` is CPU time: the CPU seconds the child's processes
+spend on one instance, measured outside the child by its supervisor
+(:meth:`Child.request` with ``cpu_limit``). CPU time does not grow when the
+machine is busy, so a solution gets the same verdicts, hence the same score,
+on an idle laptop and under a load of 10 on 2 cores: replays and resumed runs
+reproduce scores exactly. Wall time stays a backstop, ``WALL_FACTOR`` times
+the limit plus ``WALL_SLACK`` per instance (a solution that sleeps or blocks
+uses no CPU, and must not stall us), and it is a timeout too. A solution that
+times out on one instance scores 0 there, its child is killed, and a fresh
+child (never the same one) takes the remaining instances; after
+``MAX_TIMEOUTS`` timeouts the rest score 0 unrun. A hostile solution costs at
+most about ``count * (WALL_FACTOR * time_limit + WALL_SLACK)`` wall seconds
+plus start-up (one that sleeps just under the backstop on every instance).
 """
 
 from __future__ import annotations
@@ -20,11 +29,13 @@ from typing import Any
 from stop_tui.sandbox import codec
 from stop_tui.sandbox.api import Sandbox
 from stop_tui.sandbox.child import Child
-from stop_tui.sandbox.limits import Limits
+from stop_tui.sandbox.limits import Limits, Reply
 from stop_tui.tasks import EvaluatorError, Malformed
 from stop_tui.tasks.registry import Task
 
 MAX_TIMEOUTS = 3
+WALL_FACTOR = 10.0  # wall backstop per instance: this many times the CPU limit...
+WALL_SLACK = 1.0  # ... plus this many seconds (start-up jitter of a loaded machine)
 READY_TIMEOUT = 20.0  # seconds to define the solution (imports, top-level code)
 SPLITS = ("val", "test")
 
@@ -95,10 +106,26 @@ def rng_seed_for(source: str, split: str, salt: int = 0) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def instance_wall(task: Task) -> float:
+    """The wall-clock backstop of one instance (its CPU limit is ``task.time_limit``)."""
+    return task.time_limit * WALL_FACTOR + WALL_SLACK
+
+
 def solution_limits(task: Task) -> Limits:
     count = max(split.count for split in task.splits.values())
-    wall = READY_TIMEOUT + count * max(task.time_limit, 0.05) * 4 + 10
+    wall = READY_TIMEOUT + count * max(task.time_limit, 0.05) * WALL_FACTOR + 10
     return Limits(wall_time=wall, cpu_time=wall, memory_mb=1024)
+
+
+def timed_out(task: Task, reply: Reply) -> bool:
+    """Whether one instance's reply is a timeout: past the wall backstop, or
+    over the CPU limit (the wall limit only when the CPU could not be measured)."""
+    if reply.timed_out:
+        return True
+    if reply.message is None:
+        return False
+    spent = reply.cpu if reply.cpu is not None else reply.elapsed
+    return spent > task.time_limit
 
 
 def _flag_kind(flag: str) -> str:
@@ -160,8 +187,10 @@ async def evaluate(
                     fatal = problem  # the definition itself fails: every instance scores 0
                     results.append(InstanceResult(index, 0.0, None, fatal))
                     continue
-            reply = await child.request(requests[index], timeout=task.time_limit)
-            if reply.timed_out or (reply.message is not None and reply.elapsed > task.time_limit):
+            reply = await child.request(
+                requests[index], timeout=instance_wall(task), cpu_limit=task.time_limit
+            )
+            if timed_out(task, reply):
                 timeouts += 1
                 results.append(InstanceResult(index, 0.0, reply.elapsed, "timeout"))
                 if child.alive:

@@ -26,7 +26,7 @@ def run_cli(*args: str, disable: str = "") -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "stop_tui", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,  # doctor --attacks also evaluates forged replies and runs an improver
         env=env,
         check=False,
     )

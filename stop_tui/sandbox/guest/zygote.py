@@ -21,7 +21,11 @@ allowed. The backstop clock starts when the parent writes ``GO`` on the
 control socket, just before it sends the job's payload: a *spare* job (forked
 and confined ahead of time, waiting for a payload it has not been sent) has
 run nothing untrusted and may wait indefinitely; it still dies when the
-parent closes the control socket or dies. After the job is reaped it writes one JSON status line (exit
+parent closes the control socket or dies. Each ``CPU`` byte the parent writes
+is answered with one line ``{"usage": seconds}``: the CPU time the job's
+processes have used so far (user + system, reaped children included), which
+the parent uses for per-instance time limits that do not depend on the
+machine's load. After the job is reaped it writes one JSON status line (exit
 code or signal, CPU seconds) on the control socket, and only then lets the job's
 scratch go (its private tmpfs dies with the supervisor's mount namespace; without
 per-job namespaces a bounded :func:`remove_tree`).
@@ -47,6 +51,7 @@ from stop_tui.sandbox.guest.runner import EXIT_CONFINE
 N_FDS = 4  # channel, stdout, stderr, control
 BACKSTOP_GRACE = 5.0  # seconds past the wall limit before the supervisor kills on its own
 GO = b"g"  # control byte: the job's payload follows, start the backstop clock
+CPU = b"c"  # control byte: answer {"usage": CPU seconds the job has used so far}
 PROCESS_POLL = 0.005  # seconds between process counts when a job may fork
 POLL_FALLBACK = 0.01  # seconds between checks for the job's end without pidfds
 CLEANUP_SECONDS = 10.0  # most time spent removing a job's scratch directory (no userns)
@@ -248,6 +253,36 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def job_cpu_seconds(job: int) -> float:
+    """CPU seconds (user + system) used so far by the job's process tree.
+
+    Read from ``/proc/PID/stat`` of every process in the tree: a process's
+    own time covers its threads (also exited ones), its children's time covers
+    the children it reaped. Resolution: one clock tick (usually 10 ms).
+    """
+    ticks = 0
+    seen: set[int] = set()
+    todo = [job, *_orphans(job)]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()  # from field 3 (state) on
+        with contextlib.suppress(ValueError, IndexError):
+            ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        todo.extend(_children(pid))
+    return ticks / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def _kill_descendants() -> None:
     """SIGKILL and reap whatever is left below the supervisor.
 
@@ -321,6 +356,10 @@ def _watch(pid: int, ctl: int, backstop: float, max_processes: int) -> dict[str,
                 data = b""
             if GO in data and not armed:
                 armed, deadline = True, time.monotonic() + backstop
+            for _ in range(data.count(CPU)):
+                answer = json.dumps({"usage": job_cpu_seconds(pid)}).encode() + b"\n"
+                with contextlib.suppress(OSError):
+                    os.write(ctl, answer)
             if not data and killed is None:  # parent closed the control socket or died
                 killed = "parent"
                 os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,145 @@
+"""Per-instance time limits are CPU time measured by the job's supervisor, so scores,
+and therefore replays, do not depend on how busy the machine is; the wall clock
+stays a backstop that no sleeping or blocking solution gets past."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stop_tui.engine.replay import replay
+from stop_tui.sandbox import Sandbox, codec
+from stop_tui.sandbox.api import Reply
+from stop_tui.sandbox.layers import probe
+from stop_tui.tasks import get_task
+from stop_tui.tasks.evaluate import evaluate, instance_wall
+from tests.support.engine import small_config, store_run
+
+pytestmark = [
+    pytest.mark.skipif(not probe().full, reason="the full isolation stack is not available"),
+    pytest.mark.timeout(900),
+]
+
+SOURCE = textwrap.dedent(
+    """
+    import threading, time
+
+    def algorithm(mode, seconds):
+        if mode == "sleep":
+            time.sleep(seconds)
+        elif mode == "spin":
+            end = time.process_time() + seconds
+            while time.process_time() < end:
+                pass
+        elif mode == "thread":  # the work happens in another thread
+            def spin():
+                end = time.thread_time() + seconds
+                while time.thread_time() < end:
+                    pass
+            worker = threading.Thread(target=spin)
+            worker.start()
+            worker.join()
+        elif mode == "forever":
+            while True:
+                pass
+        return mode
+    """
+)
+
+
+async def _job(sandbox: Sandbox, mode: str, seconds: float, limit: float, wall: float) -> Reply:
+    child = await sandbox.spawn("solution", {"source": SOURCE, "entry_point": "algorithm"})
+    async with child:
+        assert await child.recv(timeout=20) == {"ready": True}
+        message = {"call": codec.encode([mode, seconds])}
+        return await child.request(message, timeout=wall, cpu_limit=limit)
+
+
+async def test_cpu_spent_is_measured_outside_the_child_and_bounds_each_request() -> None:
+    async with Sandbox() as sandbox:
+        slept = await _job(sandbox, "sleep", 0.6, limit=0.3, wall=30)
+        spun = await _job(sandbox, "spin", 0.6, limit=0.3, wall=30)
+        threaded = await _job(sandbox, "thread", 0.6, limit=0.3, wall=30)
+        endless = await _job(sandbox, "forever", 0, limit=0.3, wall=60)
+    # Sleeping twice the limit uses almost no CPU: it replies, under the limit.
+    assert slept.message is not None and not slept.timed_out
+    assert slept.cpu is not None and slept.cpu < 0.3
+    # Spinning past the limit, in the main thread or another one, is a timeout:
+    # the supervisor's count covers every thread and it cannot be forged inside.
+    for reply in (spun, threaded, endless):
+        assert reply.timed_out and reply.message is None
+        assert reply.cpu is not None and reply.cpu > 0.3
+
+
+SLEEPER = textwrap.dedent(
+    """
+    import time
+    def algorithm(t, dist):
+        time.sleep({seconds})
+        return t
+    """
+)
+SPINNER = textwrap.dedent(
+    """
+    import time
+    def algorithm(t, dist):
+        end = time.process_time() + {seconds}
+        while time.process_time() < end:
+            pass
+        return t
+    """
+)
+
+
+async def test_the_verdict_is_cpu_time_and_the_wall_clock_is_only_a_backstop() -> None:
+    task = get_task("str_grid_dist")  # time_limit 0.1 s
+    limit = task.time_limit
+    async with Sandbox() as sandbox:
+        seed = await evaluate(task, task.seed_solution, "val", sandbox)
+        # Twice the limit in wall time, no CPU: the same score as the seed.
+        asleep = await evaluate(task, SLEEPER.format(seconds=2 * limit), "val", sandbox)
+        # Three times the limit in CPU: every instance run is a timeout.
+        busy = await evaluate(task, SPINNER.format(seconds=3 * limit), "val", sandbox)
+        # Sleeping past the wall backstop is a timeout too (never a stall).
+        stalled = await evaluate(
+            task, SLEEPER.format(seconds=instance_wall(task) + 5), "val", sandbox
+        )
+    assert "timeout" not in asleep.flags
+    assert [r.score for r in asleep.instances] == [r.score for r in seed.instances]
+    assert [r.flag for r in busy.instances[:3]] == ["timeout"] * 3
+    assert busy.score == 0.0
+    assert [r.flag for r in stalled.instances[:3]] == ["timeout"] * 3
+
+
+@pytest.fixture
+def busy_cores() -> Iterator[None]:
+    """Three processes spinning on the 2 cores (bounded by ``timeout``; killed after)."""
+    spinners = [
+        subprocess.Popen(["timeout", "600", sys.executable, "-c", "while True: pass"])
+        for _ in range(3)
+    ]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+async def test_a_run_replays_exactly_while_the_cores_are_busy(
+    busy_cores: None, tmp_path: Path
+) -> None:
+    config = small_config(generations=2, seed=7)
+    async with Sandbox() as sandbox:
+        run, store, backend = store_run(sandbox, config, tmp_path / "runs")
+        status = await run.run()
+        await backend.aclose()
+        assert status == "finished"
+        report = await replay(store, config.run_id, sandbox=sandbox)
+    assert report.ok, report.divergence
+    assert report.steps and all(step.recorded == step.replayed for step in report.steps)
