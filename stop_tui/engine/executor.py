@@ -37,6 +37,9 @@ class Executor(Protocol):
         """Run an improver in a sandbox, answering its rpcs with ``call``'s objects."""
         ...
 
+    async def close(self) -> None:
+        """Release what :meth:`start` took (this machine's sandbox is its owner's)."""
+
 
 class LocalExecutor:
     """This machine's sandbox (what every run used before executors existed)."""
@@ -54,3 +57,6 @@ class LocalExecutor:
 
     async def run_improver(self, call: ImproverCall) -> ImproverOutcome:
         return await run_improver(self.sandbox, call)
+
+    async def close(self) -> None:
+        return None
