@@ -200,6 +200,7 @@ class RayExecutor:
         address = None if self.cluster == "ray" else self.cluster
         if address is None and not os.environ.get("RAY_ADDRESS"):
             address = "local"
+        _reachable(address or os.environ.get("RAY_ADDRESS", ""))
         try:
             ray.init(
                 address=address,
@@ -365,6 +366,22 @@ async def _answer(served: RpcHandler, method: str, params: str) -> tuple[Any, ..
         if kind is None:  # never pass on parent internals (paths, hidden data)
             return ("err", "RpcError", f"the parent could not answer {method!r}")
         return ("err", str(kind), str(exc))
+
+
+def _reachable(address: str) -> None:
+    """Fail in one line, fast, when nothing listens at ``address`` (Ray itself would
+    retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "local", "auto": Ray's to resolve
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
+            hint="start it with `ray start --head` or check the address",
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
