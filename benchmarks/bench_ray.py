@@ -22,15 +22,15 @@ import time
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from stop_tui.engine.approval import Gate, Policy  # noqa: E402
-from stop_tui.engine.config import RunConfig  # noqa: E402
-from stop_tui.engine.executor import Executor, LocalExecutor  # noqa: E402
-from stop_tui.engine.loop import StopRun  # noqa: E402
-from stop_tui.engine.recorder import MemoryRecorder  # noqa: E402
-from stop_tui.engine.session import seed_improver  # noqa: E402
-from stop_tui.lm.demo import DemoBackend  # noqa: E402
-from stop_tui.sandbox.api import Sandbox  # noqa: E402
-from stop_tui.tasks.registry import get_task  # noqa: E402
+from stop_tui.engine.approval import Gate, Policy
+from stop_tui.engine.config import RunConfig
+from stop_tui.engine.executor import Executor
+from stop_tui.engine.loop import StopRun
+from stop_tui.engine.recorder import MemoryRecorder
+from stop_tui.engine.session import seed_improver
+from stop_tui.lm.demo import DemoBackend
+from stop_tui.sandbox.api import Sandbox
+from stop_tui.tasks.registry import get_task
 
 HEAVY = """
 def algorithm(*args):
