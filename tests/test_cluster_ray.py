@@ -71,6 +71,10 @@ def contents(store: RunStore, run_id: str) -> list[Any]:
     for step in store.list_steps(run_id):
         record = store.get_record(step.commit)
         record_dict = _stable({k: v for k, v in vars(record).items() if k != "decision"})
+        # The transcript's hash covers its line order and times: compared below as a set.
+        files = dict(record_dict.get("files") or {})
+        files.pop("transcript.jsonl", None)
+        record_dict["files"] = files
         out.append(
             (
                 record_dict,
