@@ -22,7 +22,6 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
-from tests.engine_support import small_config, store_run  # noqa: E402
 
 from stop_tui.engine.config import RunConfig  # noqa: E402
 from stop_tui.engine.events import UtilityEvaluated  # noqa: E402
@@ -37,6 +36,7 @@ from stop_tui.lm.demo import DemoBackend  # noqa: E402
 from stop_tui.lm.transcript import RecordingBackend  # noqa: E402
 from stop_tui.sandbox.api import Sandbox  # noqa: E402
 from stop_tui.store.store import RunStore  # noqa: E402
+from tests.support.engine import small_config, store_run  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
