@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -79,6 +80,32 @@ NON_SETTING_ENV: set[str] = {
     "STOP_TUI_SANDBOX_DEBUG",
     "STOP_TUI_SNAPSHOT",  # stable screens for the TUI's snapshot tests
 }
+
+
+_CLUSTER_ADDRESS = re.compile(
+    r"^(ray://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(\d{1,5})$"
+)
+
+
+def parse_cluster(value: str | None) -> str:
+    """Check a ``cluster`` setting; return it normalised (``""``: this machine).
+
+    ``local`` or empty: this machine's sandbox. ``ray``: ``RAY_ADDRESS`` or a new
+    local Ray instance. ``ray://HOST:PORT`` (Ray client) or ``HOST:PORT`` (a node
+    of the cluster): an existing cluster.
+    """
+    text = (value or "").strip()
+    if text in ("", "local"):
+        return ""
+    if text == "ray":
+        return "ray"
+    match = _CLUSTER_ADDRESS.match(text)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise UserError(
+            f"cluster address {text!r} is not understood",
+            hint="use --cluster ray, --cluster ray://HOST:PORT or --cluster HOST:PORT",
+        )
+    return text
 
 
 class Settings(BaseSettings):
@@ -152,6 +179,12 @@ class Settings(BaseSettings):
 
     # -- where runs go ---------------------------------------------------------------
     workspace: Path = Path("stop-runs")
+    cluster: str = Field(
+        default="",
+        description='Where sandboxed work runs: "" = this machine; "ray" = RAY_ADDRESS or a new '
+        'local Ray instance; "ray://HOST:PORT" or "HOST:PORT" = an existing Ray cluster '
+        "(docs/clusters.md).",
+    )
 
     # -- the STOP budgets (the paper's reference configuration) ------------------------
     task: str = "parity_noise"
@@ -186,6 +219,11 @@ class Settings(BaseSettings):
         # load_settings merges file, environment and flags itself (so that every
         # error can name its source); only the merged values come in.
         return (init_settings,)
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _cluster(cls, value: Any) -> Any:
+        return parse_cluster(value) if isinstance(value, str) or value is None else value
 
     @field_validator("prices", mode="before")
     @classmethod

@@ -221,11 +221,41 @@ def _layer_attacks_if_asked(args: argparse.Namespace) -> Section | None:
     return layer_attacks_section(args) if getattr(args, "attacks", False) else None
 
 
+def cluster_section(args: argparse.Namespace) -> Section | None:
+    """Every node's isolation, as the actor on that node probed it (``--cluster``)."""
+    if not getattr(args, "cluster", None):
+        return None
+    from stop_tui.config import parse_cluster
+    from stop_tui.engine.ray_executor import RayExecutor
+    from stop_tui.errors import UserError
+
+    executor = RayExecutor(parse_cluster(args.cluster) or "ray", unsafe=True)
+    try:
+        reports = executor.connect()  # unsafe: probe every node, refuse none (nothing runs)
+    except UserError as exc:
+        return Section("cluster", False, [Row(args.cluster, False, exc.line())])
+    finally:
+        import asyncio
+
+        asyncio.run(executor.close())
+    rows = [
+        Row(
+            f"node {r.address} ({r.cpus:g} CPU)",
+            r.full,
+            r.detail + ("" if r.full else " — takes no work unless --unsafe"),
+        )
+        for r in reports
+    ]
+    notes = [f"{sum(r.full for r in reports)} of {len(reports)} nodes have the full stack"]
+    return Section(f"cluster {args.cluster}", all(r.full for r in reports), rows, notes)
+
+
 SECTIONS: list[Callable[[argparse.Namespace], Section | None]] = [
     sandbox_section,
     _attacks_if_asked,
     _display_if_asked,
     _layer_attacks_if_asked,
+    cluster_section,
     endpoint_section,
 ]
 
@@ -238,6 +268,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", default=None, help="model to check (default: from settings)")
     parser.add_argument("--base-url", dest="base_url", default=None, help="endpoint to check")
     parser.add_argument("--config", type=Path, metavar="FILE", help="a stop.toml to read")
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="also probe every node of a Ray cluster (ray, ray://HOST:PORT or HOST:PORT)",
+    )
     parser.add_argument(
         "--attacks",
         action="store_true",

@@ -11,6 +11,12 @@ if TYPE_CHECKING:  # the settings machinery (pydantic) loads only when a command
 
 # (flag, settings key, type, help)
 RUN_OPTIONS: list[tuple[str, str, type, str]] = [
+    (
+        "--cluster",
+        "cluster",
+        str,
+        "run sandboxed work on a Ray cluster: ray, ray://HOST:PORT or HOST:PORT",
+    ),
     ("--task", "task", str, "downstream task (see 'stop-tui tasks'; default parity_noise)"),
     ("--model", "model", str, "model name, or 'demo' for the offline scripted demo"),
     ("--base-url", "base_url", str, "OpenAI-compatible endpoint URL"),

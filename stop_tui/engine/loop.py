@@ -44,16 +44,17 @@ from stop_tui.engine.events import (
     StepCommitted,
 )
 from stop_tui.engine.evidence import Evidence, Scores, Sibling
+from stop_tui.engine.executor import Executor, LocalExecutor
 from stop_tui.engine.meta_text import meta_utility_text
 from stop_tui.engine.meta_utility import MetaResult, MetaUtility, source_hash
 from stop_tui.engine.recorder import Recorder, StepResult
-from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
+from stop_tui.engine.runner import ImproverCall, RunAborted
 from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
 from stop_tui.lm.types import Backend
 from stop_tui.sandbox.api import Sandbox
 from stop_tui.sandbox.limits import Limits
 from stop_tui.store.records import sha256_hex
-from stop_tui.tasks.evaluate import rng_seed_for, solution_limits
+from stop_tui.tasks.evaluate import rng_seed_for
 from stop_tui.tasks.registry import Task, get_task
 
 #: Consecutive requests rejected with the same client error that stop a run.
@@ -118,6 +119,7 @@ class StopRun:
         *,
         sandbox: Sandbox,
         backend: Backend,
+        executor: Executor | None = None,
         recorder: Recorder,
         bus: EventBus | None = None,
         gate: Gate | None = None,
@@ -126,6 +128,7 @@ class StopRun:
     ) -> None:
         self.config = config
         self.sandbox = sandbox
+        self.cluster: Executor | None = executor  # None: this machine's sandbox
         self.backend = backend
         self.recorder = recorder
         self.bus = bus or EventBus()
@@ -169,6 +172,11 @@ class StopRun:
     @property
     def run_id(self) -> str:
         return self.config.run_id
+
+    @property
+    def executor(self) -> Executor:
+        """Where sandboxed work runs: the cluster's executor if any, else ``self.sandbox``."""
+        return self.cluster if self.cluster is not None else LocalExecutor(self.sandbox)
 
     @property
     def aborted(self) -> BaseException | None:
@@ -547,7 +555,7 @@ class StopRun:
             rng_seed=rng_seed_for(improver, f"g{generation}/meta", self.config.seed),
             on_abort=self.abort,
         )
-        outcome = await run_improver(self.sandbox, call)
+        outcome = await self.executor.run_improver(call)
         if self._abort is not None:
             raise RunAborted(str(self._abort))
         returned = outcome.result
@@ -679,9 +687,7 @@ class StopRun:
         status = "finished"
         message = ""
         try:
-            await self.sandbox.start()
-            # Confined spare children for this task's evaluations, ready before the first.
-            self.sandbox.prepare(solution_limits(self.task))
+            await self.executor.start(self.task)
             if not start.seed_scored:
                 await self.score_seed(improver)
             for generation in range(start.completed_generation + 1, config.generations + 1):

@@ -27,13 +27,13 @@ from stop_tui.engine.events import (
     MetaUtilityEvaluated,
     UtilityEvaluated,
 )
+from stop_tui.engine.executor import Executor
 from stop_tui.engine.recorder import TestResult
-from stop_tui.engine.runner import ImproverCall, RunAborted, run_improver
+from stop_tui.engine.runner import ImproverCall, RunAborted
 from stop_tui.lm.budget import LanguageModel
-from stop_tui.sandbox.api import Sandbox
 from stop_tui.sandbox.limits import Limits
 from stop_tui.store.records import sha256_hex
-from stop_tui.tasks.evaluate import EvalResult, evaluate, rng_seed_for
+from stop_tui.tasks.evaluate import EvalResult, rng_seed_for
 from stop_tui.tasks.registry import Task
 
 
@@ -60,12 +60,14 @@ class MetaResult:
 
 class Host(Protocol):
     """What the meta-utility needs from the run it serves (read at each call: a test
-    may swap the run's sandbox)."""
+    may swap the run's sandbox or executor)."""
 
     config: RunConfig
     task: Task
-    sandbox: Sandbox
     bus: EventBus
+
+    @property
+    def executor(self) -> Executor: ...
 
     @property
     def run_id(self) -> str: ...
@@ -103,8 +105,8 @@ class MetaUtility:
             if cached is None:
                 await host.checkpoint()
                 async with self._serial or contextlib.nullcontext():
-                    cached = await evaluate(
-                        host.task, source, split, host.sandbox, salt=host.config.seed
+                    cached = await host.executor.evaluate(
+                        host.task, source, split, salt=host.config.seed
                     )
                 self._cache[key] = cached
         if split == "val":
@@ -146,7 +148,7 @@ class MetaUtility:
             rng_seed=rng_seed_for(improver, context, host.config.seed),
             on_abort=host.abort,
         )
-        outcome = await run_improver(host.sandbox, call)
+        outcome = await host.executor.run_improver(call)
         if host.aborted is not None:
             raise RunAborted(str(host.aborted))
         solution = outcome.result

@@ -18,7 +18,7 @@ from stop_tui.engine.audit import Flag
 from stop_tui.lm.budget import LanguageModel
 from stop_tui.lm.types import BudgetExceeded, FatalLMError, InvalidLMRequest, LMError
 from stop_tui.sandbox.api import Sandbox
-from stop_tui.sandbox.limits import Limits, Reply, RpcFailure
+from stop_tui.sandbox.limits import ExitInfo, Limits, Reply, RpcFailure
 from stop_tui.tasks.evaluate import text_of
 
 UtilityFn = Callable[[Any, bool], Awaitable[float]]
@@ -197,12 +197,10 @@ def _params(method: str, params: Any, allowed: frozenset[str]) -> dict[str, Any]
     return params
 
 
-async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
-    handler = RpcHandler(call)
-    flag = handler.flag
+def payload_for(call: ImproverCall) -> dict[str, Any]:
+    """What the sandbox's ``improver`` job receives (JSON; no secrets, no parent objects)."""
     lm = call.language_model
-    started = time.perf_counter()
-    payload = {
+    return {
         "source": call.source,
         "initial_solution": call.initial_solution,
         "utility": {"str": call.utility_text, "budget": call.utility_budget},
@@ -212,14 +210,30 @@ async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
         },
         "rng_seed": call.rng_seed,
     }
-    child = await sandbox.spawn("improver", payload, call.limits)
+
+
+async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
+    """Run ``call``'s improver in a child of ``sandbox`` on this machine."""
+    handler = RpcHandler(call)
+    started = time.perf_counter()
+    child = await sandbox.spawn("improver", payload_for(call), call.limits)
     async with child:
         try:
             reply = await child.serve(handler, timeout=call.limits.wall_time)
         except Exception as exc:  # the child broke the protocol in a way serve let through
-            flag("runtime", "protocol", f"broke the channel protocol ({type(exc).__name__})")
+            handler.flag(
+                "runtime", "protocol", f"broke the channel protocol ({type(exc).__name__})"
+            )
             reply = Reply(None, time.perf_counter() - started)
-    info = child.exit_info
+    return improver_outcome(handler, started, reply.message, child.exit_info)
+
+
+def improver_outcome(
+    handler: RpcHandler, started: float, message: dict[str, Any] | None, info: ExitInfo | None
+) -> ImproverOutcome:
+    """What one improver run came to, from the child's final message and exit (executors
+    share it: the child may have run on another machine)."""
+    flag = handler.flag
     outcome = ImproverOutcome(
         result=None,
         error=None,
@@ -228,11 +242,10 @@ async def run_improver(sandbox: Sandbox, call: ImproverCall) -> ImproverOutcome:
         limit=info.limit if info else None,
         flags=handler.flags,
         utility_calls=handler.uses,
-        lm_calls=lm.calls_used,
+        lm_calls=handler.call.language_model.calls_used,
         seconds=time.perf_counter() - started,
         cpu_seconds=info.cpu_time if info else None,
     )
-    message = reply.message
     if message is None:
         what = info.summary if info else "ended without an answer"
         outcome.error = f"the improver {what}"

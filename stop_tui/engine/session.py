@@ -17,6 +17,7 @@ from stop_tui.config import Settings, make_run_backend
 from stop_tui.engine.approval import Gate, Policy
 from stop_tui.engine.config import RunConfig
 from stop_tui.engine.events import EventBus, Notice
+from stop_tui.engine.executor import Executor
 from stop_tui.engine.loop import StopRun
 from stop_tui.engine.recorder import StoreRecorder, work_transcript_path
 from stop_tui.errors import UserError
@@ -83,13 +84,31 @@ class Prepared:
     sandbox: Sandbox
     store: RunStore
     owns_sandbox: bool = True  # False: shared with other runs (a sweep), closed by its owner
+    executor: Executor | None = None  # a cluster's; None: this machine's sandbox
+    owns_executor: bool = False
 
     async def close(self) -> None:
         try:
             await self.backend.aclose()
         finally:
-            if self.owns_sandbox:
-                await self.sandbox.close()
+            try:
+                if self.owns_sandbox:
+                    await self.sandbox.close()
+            finally:
+                if self.owns_executor and self.executor is not None:
+                    await self.executor.close()
+
+
+def cluster_executor(settings: Settings, *, unsafe: bool = False) -> Executor | None:
+    """The executor of ``settings.cluster``, connected and its nodes probed (blocking);
+    None for this machine."""
+    if not settings.cluster:
+        return None
+    from stop_tui.engine.ray_executor import RayExecutor
+
+    executor = RayExecutor(settings.cluster, unsafe=unsafe)
+    executor.connect()
+    return executor
 
 
 def open_store(settings: Settings) -> RunStore:
@@ -145,8 +164,10 @@ def prepare_run(
     run_id: str | None = None,
     sandbox: Sandbox | None = None,
     recorder: Callable[..., StoreRecorder] = StoreRecorder,
+    executor: Executor | None = None,
 ) -> Prepared:
-    """A new run. ``sandbox``: share one (a sweep's cells do; the caller closes it);
+    """A new run. ``sandbox``, ``executor``: share one (a sweep's cells do; the caller
+    closes it; without one, ``settings.cluster`` picks the executor);
     ``recorder``: the StoreRecorder class or a factory with its signature."""
     config = run_config(settings, default_policy=default_policy, run_id=run_id).replace(
         serial=serial
@@ -157,10 +178,28 @@ def prepare_run(
     relay = NoticeRelay()
     backend = _backend(settings, store, config.run_id, resume=False, serial=serial, relay=relay)
     writer = recorder(store, seed_improver(), command=command)
+    owns_executor = executor is None
+    executor = executor or cluster_executor(settings, unsafe=unsafe)
     run = relay.attach(
-        StopRun(config, sandbox=sandbox, backend=backend, recorder=writer, bus=bus, gate=gate)
+        StopRun(
+            config,
+            sandbox=sandbox,
+            backend=backend,
+            recorder=writer,
+            bus=bus,
+            gate=gate,
+            executor=executor,
+        )
     )
-    return Prepared(run, backend, sandbox, store, owns_sandbox=owns)
+    return Prepared(
+        run,
+        backend,
+        sandbox,
+        store,
+        owns_sandbox=owns,
+        executor=executor,
+        owns_executor=owns_executor,
+    )
 
 
 def prepare_resume(
@@ -174,6 +213,7 @@ def prepare_resume(
     sandbox: Sandbox | None = None,
     recorder: Callable[..., StoreRecorder] = StoreRecorder,
     caps: Mapping[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> Prepared:
     """Continue a saved run from its last committed step. LM responses already paid
     for (in the run's work transcript) are served again instead of being re-bought.
@@ -216,7 +256,25 @@ def prepare_resume(
     relay = NoticeRelay()
     backend = _backend(run_settings, store, run_id, resume=True, serial=config.serial, relay=relay)
     writer = recorder(store, seed_improver(), resume=True, command="resume")
+    owns_executor = executor is None
+    executor = executor or cluster_executor(settings, unsafe=unsafe)
     run = relay.attach(
-        StopRun(config, sandbox=sandbox, backend=backend, recorder=writer, bus=bus, gate=gate)
+        StopRun(
+            config,
+            sandbox=sandbox,
+            backend=backend,
+            recorder=writer,
+            bus=bus,
+            gate=gate,
+            executor=executor,
+        )
     )
-    return Prepared(run, backend, sandbox, store, owns_sandbox=owns)
+    return Prepared(
+        run,
+        backend,
+        sandbox,
+        store,
+        owns_sandbox=owns,
+        executor=executor,
+        owns_executor=owns_executor,
+    )

@@ -21,7 +21,8 @@ from stop_tui import __version__
 from stop_tui.config import Settings
 from stop_tui.engine.approval import ApprovalRequest, Gate, Policy
 from stop_tui.engine.events import EventBus
-from stop_tui.engine.session import Prepared, prepare_resume, prepare_run
+from stop_tui.engine.executor import Executor
+from stop_tui.engine.session import Prepared, cluster_executor, prepare_resume, prepare_run
 from stop_tui.errors import UserError
 from stop_tui.experiments import record as sweep_record
 from stop_tui.experiments.budget import SweepBudget, SweepCellRecorder, recorded_spent, share_budget
@@ -123,6 +124,7 @@ class SweepController:
         self.bus = bus or EventBus()
         self.queue = queue or ApprovalQueue()
         self._sandbox = sandbox
+        self._executors: dict[str, Executor] = {}  # by cluster address, shared by the cells
         caps = record.spec.caps
         self.budget = SweepBudget(
             max_calls=caps.max_calls, max_tokens=caps.max_tokens, max_cost=caps.max_cost
@@ -165,6 +167,11 @@ class SweepController:
     def _prepare(self, entry: CellEntry, mode: str, sandbox: Sandbox) -> Prepared:
         settings = self.settings_for({**entry.cell.overrides, "workspace": self.store.path})
         recorder = functools.partial(SweepCellRecorder, sweep=self.budget)
+        executor = self._executors.get(settings.cluster)
+        if executor is None and settings.cluster:
+            executor = cluster_executor(settings, unsafe=self.unsafe)
+            if executor is not None:
+                self._executors[settings.cluster] = executor
         if mode == "start":
             prepared = prepare_run(
                 settings,
@@ -175,6 +182,7 @@ class SweepController:
                 run_id=entry.run_id,
                 sandbox=sandbox,
                 recorder=recorder,
+                executor=executor,
             )
         else:
             prepared = prepare_resume(
@@ -184,6 +192,7 @@ class SweepController:
                 bus=self.bus,
                 sandbox=sandbox,
                 recorder=recorder,
+                executor=executor,
             )
         share_budget(prepared.run, self.budget)
         return prepared
@@ -256,6 +265,9 @@ class SweepController:
         finally:
             if owns:
                 await sandbox.close()
+            for executor in self._executors.values():
+                await executor.close()
+            self._executors.clear()
             result.peak_concurrency = self.peak
             result.budget = self.budget.snapshot()
             record.status = status

@@ -154,9 +154,9 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     source = tmp_path / "docs"
     shutil.copytree(DOCS, source)
     page = source / "tasks.md"
-    page.write_text(page.read_text() + "\nSee [the clusters page](clusters.md).\n")
+    page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
     result = build(source, tmp_path / "site")
-    assert result.returncode != 0 and "clusters.md" in result.stderr
+    assert result.returncode != 0 and "no-such-page.md" in result.stderr
     shutil.copytree(DOCS, source, dirs_exist_ok=True)
     page.write_text(page.read_text() + "\nSee [isolation](isolation.md#no-such-heading).\n")
     result = build(source, tmp_path / "site2")
