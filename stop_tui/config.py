@@ -33,17 +33,31 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from stop_tui.errors import UserError
 from stop_tui.keymap import check_keymap
-from stop_tui.lm.budget import DEFAULT_MAX_PROMPT_CHARS
+from stop_tui.settings_shape import (
+    AT_LEAST_ONE,
+    DEFAULT_MAX_COST,
+    DEFAULT_MAX_TOKENS,
+    SECTIONS,
+    Policy,
+    cli_options,
+    form_fields,
+    run_field,
+)
 
 if TYPE_CHECKING:
     from stop_tui.lm.types import Backend
 
 __all__ = [
     "CONFIG_FILENAME",
+    "DEFAULT_MAX_COST",
     "DEFAULT_MAX_TOKENS",
     "ENV_PREFIX",
+    "SECTIONS",
+    "Policy",
     "Settings",
+    "cli_options",
     "find_config_file",
+    "form_fields",
     "load_settings",
     "make_backend",
     "make_run_backend",
@@ -51,17 +65,8 @@ __all__ = [
 
 CONFIG_FILENAME = "stop.toml"
 
-#: The run-wide dollar cap of a model with a known non-zero price when max_cost is
-#: not set. A paper-configured run (seed improver, 6 generations) costs about $7
-#: on gpt-4o and under $1 on gpt-4o-mini; an improver that uses every budget can
-#: cost ~20 times that. $20 lets the former finish and stops the latter early.
-#: Demo, free (price 0) and unknown-price models (local servers) get no default cap.
-DEFAULT_MAX_COST = 20.0
-#: The default per-response token limit (see Settings.max_tokens).
-DEFAULT_MAX_TOKENS = 4096
 ENV_PREFIX = "STOP_TUI_"
 
-ApprovalPolicy = Literal["every-candidate", "each-generation", "auto", "reject-flagged"]
 
 # Standard variables other tools use too; STOP_TUI_* wins over them.
 STANDARD_ENV: dict[str, str] = {
@@ -114,16 +119,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", validate_default=True)
 
     # -- the language model --------------------------------------------------
-    model: str = Field(
-        default="",
-        description='Model name (Azure: the deployment). "demo" = the offline demo backend.',
-    )
-    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint URL.")
+    model: str = run_field("model")
+    base_url: str | None = run_field("base_url")
     api_key: SecretStr | None = Field(default=None, description="API key (never stored).")
-    organization: str | None = None
-    azure_endpoint: str | None = None
-    azure_api_version: str | None = None
-    azure_deployment: str | None = None
+    organization: str | None = Field(default=None, description="OpenAI organization id.")
+    azure_endpoint: str | None = Field(default=None, description="Azure OpenAI endpoint URL.")
+    azure_api_version: str | None = Field(
+        default=None, description='Azure API version, e.g. "2024-10-21".'
+    )
+    azure_deployment: str | None = Field(
+        default=None, description="Azure deployment (default: the model name)."
+    )
     timeout: float = Field(
         default=120.0,
         gt=0,
@@ -134,12 +140,7 @@ class Settings(BaseSettings):
     #: at most); 4096 leaves room for the explanation around the code, while a small
     #: local model that never stops can not fill a whole context window (8k+ tokens,
     #: minutes of generation) on every request.
-    max_tokens: int | None = Field(
-        default=DEFAULT_MAX_TOKENS,
-        ge=1,
-        description="Tokens one response may have (sent as max_tokens, or "
-        "max_completion_tokens to reasoning models).",
-    )
+    max_tokens: int | None = run_field("max_tokens", ge=1)
     max_concurrency: int | None = Field(
         default=None,
         ge=1,
@@ -156,56 +157,64 @@ class Settings(BaseSettings):
         description="Sent as reasoning_effort to reasoning models (left out if rejected).",
     )
     max_retries: int = Field(default=5, ge=0, description="Retries per request.")
-    retry_base_delay: float = Field(default=1.0, ge=0)
-    retry_max_delay: float = Field(default=30.0, ge=0)
+    retry_base_delay: float = Field(
+        default=1.0, ge=0, description="Seconds before the first retry (doubles each time)."
+    )
+    retry_max_delay: float = Field(default=30.0, ge=0, description="Longest wait between retries.")
     prices: dict[str, tuple[float, float] | tuple[float, float, float]] = Field(
         default_factory=dict,
         description="Model -> [prompt, completion] or [prompt, completion, cached prompt] "
         "dollars per 1M tokens; extends and overrides the built-ins.",
     )
-    seed: int = Field(default=0, description="Seed of the demo backend and of sampling.")
 
     # -- run-wide caps (None = no cap; "none" in stop.toml / the environment / a flag) -------
-    max_calls: int | None = Field(default=None, ge=0)
-    max_tokens_total: int | None = Field(default=None, ge=0)
-    #: Unset: DEFAULT_MAX_COST for a model with a known non-zero price, else no cap.
-    max_cost: float | None = Field(default=None, ge=0)
+    max_calls: int | None = run_field("max_calls", ge=0)
+    max_tokens_total: int | None = run_field("max_tokens_total", ge=0)
+    max_cost: float | None = run_field("max_cost", ge=0)
     # -- per request ---------------------------------------------------------------
-    max_prompt_chars: int = Field(
-        default=DEFAULT_MAX_PROMPT_CHARS,
-        ge=1,
-        description="Characters (system + user) one language-model request may carry.",
-    )
+    max_prompt_chars: int = run_field("max_prompt_chars", ge=1)
 
     # -- where runs go ---------------------------------------------------------------
-    workspace: Path = Path("stop-runs")
-    cluster: str = Field(
-        default="",
-        description='Where sandboxed work runs: "" = this machine; "ray" = RAY_ADDRESS or a new '
-        'local Ray instance; "ray://HOST:PORT" or "HOST:PORT" = an existing Ray cluster '
-        "(docs/clusters.md).",
-    )
+    workspace: Path = Field(default=Path("stop-runs"), description="The runs' git workspace.")
+    cluster: str = run_field("cluster")
 
     # -- the STOP budgets (the paper's reference configuration) ------------------------
-    task: str = "parity_noise"
-    max_responses_per_call: int = Field(default=6, ge=1)
-    lm_budget: int = Field(default=4, ge=1)
-    utility_budget: int = Field(default=25, ge=1)
-    meta_utility_budget: int = Field(default=25, ge=1)
-    meta_utility_tests: int = Field(default=5, ge=1)
-    generations: int = Field(default=6, ge=0)
-    #: None: the front end's default (the TUI asks about every candidate; headless runs
-    #: approve automatically, still audited).
-    approval: ApprovalPolicy | None = None
+    task: str = run_field("task")
+    generations: int = run_field("generations", ge=1)
+    max_responses_per_call: int = run_field("max_responses_per_call", ge=1)
+    lm_budget: int = run_field("lm_budget", ge=1)
+    utility_budget: int = run_field("utility_budget", ge=1)
+    meta_utility_budget: int = run_field("meta_utility_budget", ge=1)
+    meta_utility_tests: int = run_field("meta_utility_tests", ge=1)
+    seed: int = run_field("seed")
+    approval: Policy | None = Field(
+        default=None,
+        description="Who approves generated improvers (unset: the app asks about every "
+        "candidate; headless runs approve automatically, still audited).",
+    )
     # The demo backend's knobs (ignored by real endpoints).
-    demo_failure_rate: float = Field(default=0.1, ge=0, le=1)
-    demo_no_code_rate: float = Field(default=0.05, ge=0, le=1)
-    demo_latency: float = Field(default=0.0, ge=0, description="Seconds per demo request.")
+    demo_failure_rate: float = run_field("demo_failure_rate", ge=0, le=1)
+    demo_no_code_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Share of demo answers without code."
+    )
+    demo_latency: float = run_field("demo_latency", ge=0)
     # The app's keys: binding id -> key(s), e.g. [keymap] approval.approve = "y".
     keymap: dict[str, str] = Field(
         default_factory=dict,
         description="Binding id -> key(s) of the app (docs/app.md: Your own keys).",
     )
+
+    @field_validator(*AT_LEAST_ONE, mode="before")
+    @classmethod
+    def _at_least_one(cls, value: Any) -> Any:
+        # one message for every front end (ge=1 stays on the field for the reference)
+        try:
+            small = int(value) < 1 and not isinstance(value, bool)
+        except (TypeError, ValueError):
+            return value  # not a number: the type check says so
+        if small:
+            raise ValueError("must be a whole number of at least 1")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -334,13 +343,29 @@ def _read_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
-    for key in data:
-        if key not in _FIELDS:
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for sub, inner in value.items():
+                if sub not in SECTIONS[key]:
+                    home = next((name for name, keys in SECTIONS.items() if sub in keys), None)
+                    raise UserError(
+                        f"unknown setting '{sub}' in [{key}] of {path}",
+                        hint=f"'{sub}' belongs in [{home}]"
+                        if home
+                        else _suggest(sub) + "see docs/configuration.md for the settings",
+                    )
+                if sub in data:
+                    raise UserError(f"'{sub}' is set twice in {path}: at the top and in [{key}]")
+                values[sub] = inner
+        elif key in _FIELDS:
+            values[key] = value  # the flat form: every key of a section also works at the top
+        else:
             raise UserError(
                 f"unknown setting '{key}' in {path}",
                 hint=_suggest(key) + "see docs/configuration.md for the settings",
             )
-    return data
+    return values
 
 
 def _read_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:

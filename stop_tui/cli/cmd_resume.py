@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from stop_tui.cli.cmd_run import APPROVE_CHOICES, approval_settings, run_headless
+from stop_tui.cli.cmd_run import add_approve, answerer, approval_settings, run_headless
 from stop_tui.cli.common import add_common, saved_run_settings
-from stop_tui.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_id", metavar="RUN", help="run id, or a sweep id (sweep-...)")
     parser.add_argument("--generations", type=int, help="raise the run's number of generations")
-    parser.add_argument("--approve", choices=APPROVE_CHOICES, default=None)
+    add_approve(parser)
     parser.add_argument(
         "--headless", action="store_true", help="run in the terminal without the app"
     )
@@ -47,10 +46,8 @@ def handle(args: argparse.Namespace) -> int:
 
         return resume(args)
     overrides, ask = approval_settings(args.approve)
-    settings = saved_run_settings(args, args.run_id)
-    from stop_tui.cli.headless import interactive
-    from stop_tui.engine.approval import Gate, Policy
-    from stop_tui.engine.session import RESUME_CAPS, prepare_resume
+    settings = saved_run_settings(args, args.run_id, overrides)
+    from stop_tui.engine.session import RESUME_CAPS, prepare_resume, resume_policy, saved_run
 
     caps = {key: getattr(settings, key) for key in RESUME_CAPS if getattr(args, key) is not None}
     if not args.headless:
@@ -59,17 +56,10 @@ def handle(args: argparse.Namespace) -> int:
         return launch_resume(
             settings, args.run_id, unsafe=args.unsafe, generations=args.generations, caps=caps
         )
-    policy = Policy(overrides.get("approval", Policy.AUTO.value))
-    if policy in (Policy.EVERY_CANDIDATE, Policy.EACH_GENERATION):
-        ask = True
-    if ask and not interactive():
-        raise UserError("--approve ask needs a terminal to answer at", hint="use --approve auto")
+    # the policy: --approve > STOP_TUI_APPROVAL > stop.toml > the saved run's (resume_policy)
+    policy = resume_policy(settings, saved_run(settings, args.run_id)[1])
+    ask = answerer(policy, ask, hint="use --approve auto")
     prepared = prepare_resume(
-        settings,
-        args.run_id,
-        unsafe=args.unsafe,
-        gate=Gate(policy),
-        generations=args.generations,
-        caps=caps,
+        settings, args.run_id, unsafe=args.unsafe, generations=args.generations, caps=caps
     )
     return run_headless(prepared, ask=ask)

@@ -8,13 +8,23 @@ from typing import TYPE_CHECKING
 
 from stop_tui.cli.common import add_run_options, settings_from
 from stop_tui.errors import UserError
+from stop_tui.settings_shape import Policy
 from stop_tui.untrusted import rich_text
 
 if TYPE_CHECKING:  # the engine, rich and the front ends load only when a command runs
     from stop_tui.cli.headless import HeadlessView
     from stop_tui.engine.session import Prepared
 
-APPROVE_CHOICES = ["auto", "ask", "reject-flagged", "every-candidate", "each-generation"]
+#: ``--approve``: a :class:`Policy`, or "ask" (every-candidate, answered at the terminal).
+ASK = "ask"
+APPROVE_CHOICES = [Policy.AUTO.value, ASK, *(p.value for p in Policy if p is not Policy.AUTO)]
+APPROVE_HELP = "who approves generated improvers: ask (at the terminal, every candidate), " + (
+    ", ".join(f"{p.value} ({p.help})" for p in Policy)
+)
+
+
+def add_approve(parser: argparse.ArgumentParser, text: str = APPROVE_HELP) -> None:
+    parser.add_argument("--approve", choices=APPROVE_CHOICES, default=None, help=text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,13 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--headless", action="store_true", help="run in the terminal without the app"
     )
-    parser.add_argument(
-        "--approve",
-        choices=APPROVE_CHOICES,
-        default=None,
-        help="who approves generated improvers: auto (headless default, still audited), "
-        "ask (at the terminal), reject-flagged, every-candidate, each-generation",
-    )
+    add_approve(parser, APPROVE_HELP + "; headless default auto, the app's every-candidate")
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -43,21 +47,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
-def approval_settings(approve: str | None) -> tuple[dict[str, str], bool]:
+def approval_settings(approve: str | None) -> tuple[dict[str, Policy], bool]:
     """(settings overrides, ask at the terminal?) for an ``--approve`` value."""
-    from stop_tui.engine.approval import Policy
-
     if approve is None:
         return {}, False
-    if approve == "ask":
-        return {"approval": Policy.EVERY_CANDIDATE.value}, True
-    return {"approval": approve}, False
+    if approve == ASK:
+        return {"approval": Policy.EVERY_CANDIDATE}, True
+    return {"approval": Policy(approve)}, False
+
+
+def answerer(policy: Policy, ask: bool, *, hint: str) -> bool:
+    """Whether the terminal answers approvals (``ask``) for ``policy`` in a headless run;
+    a policy that needs a person without a terminal is one error line."""
+    from stop_tui.cli.headless import interactive
+
+    if (ask or policy.needs_person) and not interactive():
+        what = "--approve ask" if ask else f"approval policy {policy.value}"
+        raise UserError(f"{what} needs a terminal to answer at", hint=hint)
+    return ask or policy.needs_person
 
 
 def handle(args: argparse.Namespace) -> int:
-    from stop_tui.cli.headless import interactive
-    from stop_tui.engine.approval import Policy
-
     overrides, ask = approval_settings(args.approve)
     settings = settings_from(args, overrides)
     if args.dry_run:
@@ -69,21 +79,8 @@ def handle(args: argparse.Namespace) -> int:
         from stop_tui.tui.launch import launch_new_run
 
         return launch_new_run(settings, unsafe=args.unsafe)
-    if ask and not interactive():
-        raise UserError(
-            "--approve ask needs a terminal to answer at",
-            hint="use --approve auto or reject-flagged",
-        )
-    if (
-        settings.approval in (Policy.EVERY_CANDIDATE.value, Policy.EACH_GENERATION.value)
-        and not ask
-    ):
-        if not interactive():
-            raise UserError(
-                f"approval policy {settings.approval} needs someone to answer",
-                hint="use --approve ask at a terminal, or --approve auto / reject-flagged",
-            )
-        ask = True
+    policy = settings.approval or Policy.AUTO
+    ask = answerer(policy, ask, hint="use --approve auto or reject-flagged")
     from stop_tui.engine.session import prepare_run
     from stop_tui.lm.forecast import forecast
 

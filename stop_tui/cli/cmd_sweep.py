@@ -7,14 +7,17 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stop_tui.cli.cmd_run import ASK
 from stop_tui.cli.common import add_common
 from stop_tui.errors import UserError
+from stop_tui.settings_shape import Policy
 
 if TYPE_CHECKING:
     from stop_tui.config import Settings
     from stop_tui.experiments.controller import SweepController
 
-APPROVE_CHOICES = ["auto", "ask", "reject-flagged"]
+#: The policies no one has to answer, and "ask" (the terminal answers).
+APPROVE_CHOICES = [ASK, *(p.value for p in Policy if not p.needs_person)]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

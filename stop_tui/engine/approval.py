@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from stop_tui.config import Policy
 from stop_tui.engine.evidence import Evidence
 from stop_tui.store.records import Decision
 from stop_tui.untrusted import visible
@@ -27,13 +28,6 @@ from stop_tui.untrusted import visible
 __all__ = ["ApprovalRequest", "Decision", "Gate", "Policy", "Purpose", "human_identity"]
 
 log = logging.getLogger(__name__)
-
-
-class Policy(StrEnum):
-    EVERY_CANDIDATE = "every-candidate"
-    EACH_GENERATION = "each-generation"
-    AUTO = "auto"
-    REJECT_FLAGGED = "reject-flagged"
 
 
 class Purpose(StrEnum):

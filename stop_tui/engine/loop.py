@@ -136,9 +136,7 @@ class StopRun:
         self.gate.listeners.insert(0, self._publish_request)
         self.task = task or get_task(config.task)
         self.recorded_decisions = decisions
-        self.run_budget = RunBudget(max_calls=config.max_calls, max_tokens=config.max_tokens)
-        if config.max_cost is not None:
-            self.run_budget.max_cost = config.max_cost
+        self.run_budget = RunBudget.from_settings(config)
         if hasattr(recorder, "budget_snapshot"):
             recorder.budget_snapshot = self.run_budget.snapshot
         self._running = asyncio.Event()

@@ -24,11 +24,11 @@ from stop_tui.errors import UserError
 from stop_tui.lm.types import Backend, ChatRequest, ChatResult
 from stop_tui.paths import improvers_dir
 from stop_tui.sandbox.api import Sandbox
-from stop_tui.store.store import RunStore, new_run_id
+from stop_tui.store.store import RunStore
 from stop_tui.tasks.registry import get_task
 
-#: The run-wide caps a resume may change: settings name -> RunConfig field.
-RESUME_CAPS = {"max_calls": "max_calls", "max_tokens_total": "max_tokens", "max_cost": "max_cost"}
+#: The run-wide caps a resume may change (settings and RunConfig share the names).
+RESUME_CAPS = ("max_calls", "max_tokens_total", "max_cost")
 
 
 def seed_improver() -> str:
@@ -38,27 +38,29 @@ def seed_improver() -> str:
 def run_config(
     settings: Settings, *, default_policy: Policy, run_id: str | None = None
 ) -> RunConfig:
+    """A new run's configuration (the policy: the settings', else the front end's default)."""
     get_task(settings.task)  # a clear error for an unknown task, before anything starts
-    return RunConfig(
-        task=settings.task,
-        model=settings.model,
-        generations=settings.generations,
-        max_responses_per_call=settings.max_responses_per_call,
-        lm_budget=settings.lm_budget,
-        utility_budget=settings.utility_budget,
-        meta_utility_budget=settings.meta_utility_budget,
-        meta_utility_tests=settings.meta_utility_tests,
-        approval=(settings.approval or default_policy.value),
-        seed=settings.seed,
-        max_calls=settings.max_calls,
-        max_tokens=settings.max_tokens_total,
-        max_cost=settings.max_cost,
-        max_prompt_chars=settings.max_prompt_chars,
-        demo_failure_rate=settings.demo_failure_rate,
-        demo_no_code_rate=settings.demo_no_code_rate,
-        demo_latency=settings.demo_latency,
-        run_id=run_id or new_run_id(),
+    return RunConfig.of_settings(
+        settings, policy=settings.approval or default_policy, run_id=run_id
     )
+
+
+def resume_policy(settings: Settings, saved: RunConfig) -> Policy:
+    """The approval policy of a resumed run, for both front ends: ``--approve`` >
+    ``STOP_TUI_APPROVAL`` > ``stop.toml`` (merged into ``settings.approval`` by
+    :func:`~stop_tui.config.load_settings`) > the saved run's policy."""
+    return settings.approval or saved.policy
+
+
+def saved_run(settings: Settings, run_id: str) -> tuple[RunStore, RunConfig]:
+    """The workspace and the saved configuration of run ``run_id`` (one line if missing)."""
+    store = RunStore(settings.workspace)
+    if not store.exists:
+        raise UserError(
+            f"no workspace at {settings.workspace}", hint="pass --workspace or start a run first"
+        )
+    store.require_run(run_id)
+    return store, RunConfig.from_dict(dict(store.get_config(run_id).settings))
 
 
 class SerialBackend:
@@ -217,22 +219,16 @@ def prepare_resume(
 ) -> Prepared:
     """Continue a saved run from its last committed step. LM responses already paid
     for (in the run's work transcript) are served again instead of being re-bought.
+    The approval policy: :func:`resume_policy` (``gate``, when given, answers with it).
 
     ``caps`` (settings names ``max_calls``, ``max_tokens_total``, ``max_cost``; None =
     no cap) replace the saved run's caps: a run its cap ended continues once raised.
     """
-    store = RunStore(settings.workspace)
-    if not store.exists:
-        raise UserError(
-            f"no workspace at {settings.workspace}", hint="pass --workspace or start a run first"
-        )
-    store.require_run(run_id)
-    saved = store.get_config(run_id)
-    config = RunConfig.from_dict(dict(saved.settings))
+    store, config = saved_run(settings, run_id)
+    config = config.replace(approval=resume_policy(settings, config))
     if generations is not None:
         config = config.replace(generations=generations)
-    for key, value in (caps or {}).items():
-        config = config.replace(**{RESUME_CAPS[key]: value})
+    config = config.replace(**{key: value for key, value in (caps or {}).items()})
     state = store.get_state(run_id)
     if state is not None and state.status == "finished" and generations is None:
         tip_generation = max((s.generation for s in store.list_steps(run_id)), default=0)

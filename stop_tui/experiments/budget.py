@@ -89,6 +89,8 @@ class CellBudget(RunBudget):
 def share_budget(run: StopRun, sweep: SweepBudget) -> None:
     """Give a prepared (not yet started) run a budget that also counts in ``sweep``."""
     own = run.run_budget
+    # the sweep's cost cap prices a request as the cell does ([prices] of the cell's settings)
+    sweep.prices = {**sweep.prices, **own.prices}
     cell = CellBudget(
         max_calls=own.max_calls,
         max_tokens=own.max_tokens,

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stop_tui.config import Policy
 from stop_tui.errors import UserError
 
 #: Run settings a sweep may set for every cell ([settings]) or per variant ([variants.NAME]).
@@ -36,7 +37,8 @@ CELL_SETTINGS = (
     "demo_failure_rate",
     "demo_no_code_rate",
 )
-APPROVALS = ("auto", "ask", "reject-flagged", "every-candidate", "each-generation")
+#: A sweep's approval: a :class:`~stop_tui.config.Policy`, or "ask" (at the terminal).
+APPROVALS = ("ask", *(p.value for p in Policy))
 
 
 class _Strict(BaseModel):

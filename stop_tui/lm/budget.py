@@ -60,6 +60,7 @@ from stop_tui.lm.types import (
     LMError,
     PromptTooLarge,
 )
+from stop_tui.settings_shape import DEFAULT_MAX_PROMPT_CHARS
 
 __all__ = [
     "DEFAULT_MAX_PROMPT_CHARS",
@@ -75,7 +76,7 @@ __all__ = [
 #: 64 KiB leaves room for several solutions in one prompt, is ~16k tokens (4
 #: characters a token: within every current model's context), and bounds what one
 #: request costs (~$0.04 of prompt on gpt-4o) and stores in the transcript.
-DEFAULT_MAX_PROMPT_CHARS = 64 * 1024
+#: (Defined with the settings' shape: :data:`stop_tui.settings_shape.DEFAULT_MAX_PROMPT_CHARS`.)
 
 EventKind = Literal["request", "response", "error", "budget_exceeded"]
 
@@ -170,14 +171,16 @@ class RunBudget:
 
     @classmethod
     def from_settings(cls, settings: Any) -> RunBudget:
-        """The caps of a :class:`stop_tui.config.Settings` (max_calls, max_tokens_total,
-        max_cost, prices; reserve = max_tokens when set)."""
+        """The ONE place a run's budget is built: the caps of a
+        :class:`stop_tui.config.Settings` or a run's saved configuration (max_calls,
+        max_tokens_total, max_cost, the [prices] table; reserve = the per-response
+        max_tokens when set)."""
         return cls(
             max_calls=settings.max_calls,
             max_tokens=settings.max_tokens_total,
             max_cost=settings.max_cost,
             prices=dict(settings.prices),
-            reserve_completion_tokens=settings.max_tokens or 1024,
+            reserve_completion_tokens=getattr(settings, "max_tokens", None) or 1024,
         )
 
     @property

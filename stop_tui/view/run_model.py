@@ -131,7 +131,7 @@ class RunModel:
             model=config.model,
             generations=config.generations,
             max_calls=config.max_calls,
-            max_tokens=config.max_tokens,
+            max_tokens=config.max_tokens_total,
             max_cost=config.max_cost,
         )
 

@@ -109,7 +109,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 @pytest.mark.asyncio(loop_scope="module")
 async def test_hostile_candidates_are_flagged_and_the_run_finishes(sandbox: Sandbox) -> None:
     backend = CountingDemo()
-    config = small_config(meta_utility_budget=len(CANDIDATES), max_tokens=12_000)
+    config = small_config(meta_utility_budget=len(CANDIDATES), max_tokens_total=12_000)
     run, recorder = memory_run(sandbox, config, backend=backend, seed=META)
     status = await run.run()
     assert status == "finished", recorder.message

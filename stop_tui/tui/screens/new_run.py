@@ -1,4 +1,4 @@
-"""The new-run form: prefilled from the settings, validated by the engine's own rules."""
+"""The new-run form: fields, choices and help generated from the settings, which validate it."""
 
 from __future__ import annotations
 
@@ -13,35 +13,24 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from stop_tui.config import Settings
-from stop_tui.engine.approval import Policy
 from stop_tui.errors import UserError
+from stop_tui.settings_shape import Policy, form_fields
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.untrusted import rich_text
 from stop_tui.view.text import model_label
 
-INT_FIELDS: list[tuple[str, str, str]] = [
-    ("generations", "Generations", "self-improvement generations"),
-    ("max_responses_per_call", "Responses/call", "responses one LM call may ask for"),
-    ("lm_budget", "LM budget", "language-model calls per improver run"),
-    ("utility_budget", "Utility budget", "utility calls per improver run"),
-    ("meta_utility_budget", "Meta budget", "meta-utility calls per generation"),
-    ("meta_utility_tests", "Meta tests", "downstream runs averaged per meta-utility"),
-    ("seed", "Seed", "seed of evaluations and of the demo model"),
-]
-POLICY_HELP = {
-    Policy.EVERY_CANDIDATE.value: "every-candidate — you approve each candidate and each adoption",
-    Policy.EACH_GENERATION.value: "each-generation — candidates run, you approve each adoption",
-    Policy.REJECT_FLAGGED.value: "reject-flagged — flagged code is rejected, the rest runs",
-    Policy.AUTO.value: "auto — everything runs (still audited and sandboxed)",
-}
+#: The number fields: (settings key, label, help), generated from the settings' fields.
+INT_FIELDS: list[tuple[str, str, str]] = form_fields()
+#: The approval choices: every :class:`Policy`, most supervised first.
+POLICY_HELP = {p.value: f"{p.value} — {p.help}" for p in Policy}
 CUSTOM = "__custom__"
 
 
 def validate_form(
     base: Settings, values: dict[str, str], model: str, task: str, approval: str
 ) -> tuple[Settings | None, dict[str, str]]:
-    """Settings from the form, or the errors by field name (the engine's own rules:
-    :class:`Settings` and :class:`~stop_tui.engine.config.RunConfig`)."""
+    """Settings from the form, or the errors by field name: the settings model's own
+    rules, each error placed by the field it names (its location, never its wording)."""
     errors: dict[str, str] = {}
     update: dict[str, Any] = {}
     for name, _, _ in INT_FIELDS:
@@ -59,22 +48,18 @@ def validate_form(
         # unset fields stay unset: defaults that depend on the model (max_cost) follow it
         settings = Settings(**{**base.model_dump(exclude_unset=True), **update})
     except ValidationError as exc:
+        shown = {*values, "model", "task"}
         for error in exc.errors(include_url=False):
             loc = [str(p) for p in error.get("loc", ())]
             msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-            errors[loc[0] if loc and loc[0] in values else "form"] = msg
+            errors[loc[0] if loc and loc[0] in shown else "form"] = msg
         return None, errors
-    from stop_tui.engine.session import run_config
+    from stop_tui.tasks.registry import get_task
 
     try:
-        run_config(settings, default_policy=Policy.EVERY_CANDIDATE)
+        get_task(settings.task)
     except UserError as exc:
-        field = next(
-            (name for name, _, _ in INT_FIELDS if name.replace("_", " ") in exc.message),
-            "task" if "task" in exc.message else "form",
-        )
-        errors[field] = exc.line()
-        return None, errors
+        return None, {"task": exc.line()}
     return settings, {}
 
 
