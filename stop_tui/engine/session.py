@@ -175,11 +175,31 @@ def prepare_run(
         serial=serial
     )
     store = open_store(settings)
-    owns = sandbox is None
-    sandbox = sandbox or Sandbox(unsafe=unsafe)
     relay = NoticeRelay()
     backend = _backend(settings, store, config.run_id, resume=False, serial=serial, relay=relay)
     writer = recorder(store, seed_improver(), command=command)
+    return _assemble(
+        config, settings, store, backend, writer, relay, sandbox, executor, bus, gate, unsafe
+    )
+
+
+def _assemble(
+    config: RunConfig,
+    settings: Settings,
+    store: RunStore,
+    backend: Backend,
+    writer: StoreRecorder,
+    relay: NoticeRelay,
+    sandbox: Sandbox | None,
+    executor: Executor | None,
+    bus: EventBus | None,
+    gate: Gate | None,
+    unsafe: bool,
+) -> Prepared:
+    """The run of a new or resumed run: its sandbox and executor (made here unless the
+    caller shares its own), wired to the backend, recorder, bus and gate."""
+    owns = sandbox is None
+    sandbox = sandbox or Sandbox(unsafe=unsafe)
     owns_executor = executor is None
     executor = executor or cluster_executor(settings, unsafe=unsafe)
     run = relay.attach(
@@ -247,30 +267,9 @@ def prepare_resume(
             "demo_latency": config.demo_latency,
         }
     )
-    owns = sandbox is None
-    sandbox = sandbox or Sandbox(unsafe=unsafe)
     relay = NoticeRelay()
     backend = _backend(run_settings, store, run_id, resume=True, serial=config.serial, relay=relay)
     writer = recorder(store, seed_improver(), resume=True, command="resume")
-    owns_executor = executor is None
-    executor = executor or cluster_executor(settings, unsafe=unsafe)
-    run = relay.attach(
-        StopRun(
-            config,
-            sandbox=sandbox,
-            backend=backend,
-            recorder=writer,
-            bus=bus,
-            gate=gate,
-            executor=executor,
-        )
-    )
-    return Prepared(
-        run,
-        backend,
-        sandbox,
-        store,
-        owns_sandbox=owns,
-        executor=executor,
-        owns_executor=owns_executor,
+    return _assemble(
+        config, settings, store, backend, writer, relay, sandbox, executor, bus, gate, unsafe
     )
