@@ -142,7 +142,7 @@ class Sandbox:
         await self._stop_zygote()
         parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            argv = [*self._prefix(), *layers.boot_argv("zygote", str(zygote_end.fileno()))]
+            argv = [*self._prefix(), *layers.boot_argv("zygote", str(zygote_end.fileno()), bwrap=self._bwrap)]
             debug = bool(os.environ.get("STOP_TUI_SANDBOX_DEBUG"))
             self._zygote = subprocess.Popen(
                 argv,
@@ -317,7 +317,7 @@ class Sandbox:
     async def _start_cold(self, spec: dict[str, Any], fds: list[int]) -> subprocess.Popen[bytes]:
         chan, out, err, ctl = fds
         spec = {**spec, "chan_fd": chan, "ctl_fd": ctl}
-        argv = [*self._prefix(), *layers.boot_argv("cold", json.dumps(spec))]
+        argv = [*self._prefix(), *layers.boot_argv("cold", json.dumps(spec), bwrap=self._bwrap)]
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

@@ -178,9 +178,23 @@ def _numpy_dirs() -> list[str]:
 
 
 def interpreter() -> str:
-    """The interpreter to run in the child: ``sys.executable`` itself, not its
-    target, so that a virtual environment (``pyvenv.cfg``) is still in effect."""
-    return os.path.abspath(sys.executable)
+    """The interpreter the child runs: the real binary behind ``sys.executable``.
+
+    A virtual environment adds nothing to a child that starts with ``-I -S`` (no
+    site-packages), and binding the venv would show the sandbox where it lives (often
+    inside a checkout). A venv made with ``--copies`` keeps its own binary; then that
+    binary and its ``pyvenv.cfg`` are bound (:func:`_interpreter_files`)."""
+    return os.path.realpath(sys.executable)
+
+
+def _interpreter_files() -> list[str]:
+    exe = interpreter()
+    files = [exe]
+    for folder in (os.path.dirname(exe), os.path.dirname(os.path.dirname(exe))):
+        cfg = os.path.join(folder, "pyvenv.cfg")
+        if os.path.isfile(cfg):
+            files.append(cfg)
+    return files
 
 
 @functools.cache
@@ -210,17 +224,20 @@ def _remove_guest_root(root: str, owner: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def import_roots() -> list[str]:
-    """Directories the guest puts on ``sys.path`` (besides the standard library)."""
-    return [guest_root()]
+GUEST_IN_SANDBOX = "/stop-tui-guest"  # where bubblewrap mounts the guest runtime and numpy
+
+
+def import_roots(bwrap: bool) -> list[str]:
+    """Directories the guest puts on ``sys.path`` (besides the standard library): the
+    private guest root, at :data:`GUEST_IN_SANDBOX` inside bubblewrap (so that no host
+    path of numpy or of the guest root shows)."""
+    return [GUEST_IN_SANDBOX if bwrap else guest_root()]
 
 
 def _system_paths() -> list[str]:
     paths = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
     paths += ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime"]
-    paths += [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
-    for exe in (interpreter(), os.path.realpath(interpreter())):
-        paths += [os.path.dirname(os.path.dirname(exe))]
+    paths += [os.path.realpath(sys.base_prefix), *_interpreter_files()]
     return paths
 
 
@@ -252,6 +269,7 @@ def hidden_paths() -> tuple[str, ...]:
         base = {"base": prefix, "platbase": prefix}
         candidates += [sysconfig.get_paths(vars=base)[n] for n in ("purelib", "platlib")]
     candidates += [str(package_root()), str(package_root() / "stop_tui")]
+    candidates += _other_installs()
     with contextlib.suppress(OSError):  # a deleted working directory hides nothing
         candidates.append(os.getcwd())
     workspace = os.environ.get("STOP_TUI_WORKSPACE")
@@ -266,6 +284,19 @@ def hidden_paths() -> tuple[str, ...]:
             continue
         hidden.append(path)
     return tuple(sorted(set(hidden)))
+
+
+def _other_installs() -> list[str]:
+    """Every site-packages and dist-packages beneath the system directories and the
+    base interpreter's prefix: another install of stop-tui (``sudo pip install``, a
+    distribution package) may lie there, off this process's ``sys.path``."""
+    import glob
+
+    found: list[str] = []
+    for prefix in dict.fromkeys(["/usr", "/usr/local", os.path.realpath(sys.base_prefix)]):
+        for pattern in ("lib*/python3*/site-packages", "lib*/python3*/dist-packages"):
+            found += glob.glob(os.path.join(prefix, pattern))
+    return found
 
 
 def _masks(roots: Iterable[str], keep: Iterable[str]) -> list[str]:
@@ -283,23 +314,25 @@ def _masks(roots: Iterable[str], keep: Iterable[str]) -> list[str]:
 
 @functools.cache
 def read_paths() -> tuple[str, ...]:
-    """Paths the child may read (and execute) inside bubblewrap: bound read-only
-    (the hidden directories beneath them masked by empty tmpfs mounts) and
-    allowed by Landlock."""
-    paths = [*_system_paths(), *_numpy_dirs(), guest_root()]
-    paths += ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"]
-    return tuple(dict.fromkeys(p for p in paths if os.path.lexists(p)))
+    """Paths the child may read (and execute) inside bubblewrap, as the child names
+    them: the system directories and the interpreter, bound read-only (the hidden
+    directories beneath them masked by empty tmpfs mounts), and the guest runtime
+    with numpy at :data:`GUEST_IN_SANDBOX`; the same list is allowed by Landlock."""
+    paths = [path for path in _system_paths() if os.path.lexists(path)]
+    paths += [GUEST_IN_SANDBOX, "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"]
+    return tuple(dict.fromkeys(paths))
 
 
 @functools.cache
 def host_read_paths() -> tuple[str, ...]:
-    """The Landlock read list without bubblewrap (``--unsafe``): the same paths,
-    with every bound directory that holds a hidden one replaced by its entries
-    (recursively), since Landlock can only allow, never carve out."""
-    needed = [interpreter(), os.path.realpath(interpreter()), *_standard_library(), guest_root()]
+    """The Landlock read list without bubblewrap (``--unsafe``): the system paths,
+    numpy and the guest root, with every directory that holds a hidden one replaced
+    by its entries (recursively), since Landlock can only allow, never carve out."""
+    needed = [*_interpreter_files(), *_standard_library(), guest_root()]
     hidden = [path for path in hidden_paths() if not any(_within(n, path) for n in needed)]
-    out: list[str] = _numpy_dirs()
-    todo = list(read_paths())
+    out: list[str] = [*_numpy_dirs(), guest_root(), "/dev/null", "/dev/zero"]
+    out += ["/dev/urandom", "/dev/random"]
+    todo = [path for path in _system_paths() if os.path.lexists(path)]
     while todo:
         path = todo.pop()
         if any(_within(path, h) for h in hidden):
@@ -319,15 +352,19 @@ def bwrap_argv(scratch_size: int = TMPFS_BYTES) -> list[str]:
     argv = ["bwrap", "--die-with-parent", "--unshare-all", "--new-session"]
     argv += ["--hostname", "stop-tui-sandbox"]
     # Hide what lies beneath the bound directories (site-packages with stop_tui and
-    # its data, a checkout, the workspace) under empty read-only tmpfs mounts, then
-    # bind numpy back where it was (the guest root links to it).
-    roots = [path for path in read_paths() if not path.startswith("/dev/")]
-    needed = [guest_root(), *_standard_library(), interpreter(), os.path.realpath(interpreter())]
+    # its data, other installs, a checkout, the workspace) under empty read-only tmpfs
+    # mounts; the guest runtime and numpy are mounted at GUEST_IN_SANDBOX, not where
+    # they lie on the host.
+    roots = [path for path in read_paths() if path.startswith("/") and path != GUEST_IN_SANDBOX]
+    roots = [path for path in roots if not path.startswith("/dev/")]
+    needed = [*_standard_library(), *_interpreter_files()]
     masks = _masks(roots, needed)
     bound: list[str] = []
     for path in roots:
         if path in bound or any(_within(path, mask) for mask in masks):
             continue
+        if any(_within(path, root) and path != root for root in roots):
+            continue  # bound with its directory
         if os.path.islink(path) and os.path.dirname(path) == "/":
             argv += ["--symlink", os.readlink(path), path]
         else:
@@ -335,18 +372,19 @@ def bwrap_argv(scratch_size: int = TMPFS_BYTES) -> list[str]:
         bound.append(path)
     for path in masks:
         argv += ["--perms", "0555", "--tmpfs", path]
-    for path in _numpy_dirs():
-        if any(_within(path, mask) for mask in masks):
-            argv += ["--ro-bind", path, path]
     for path in masks:
         argv += ["--remount-ro", path]
+    guest = os.path.join(guest_root(), "stop_tui")
+    argv += ["--ro-bind", guest, f"{GUEST_IN_SANDBOX}/stop_tui"]
+    for path in _numpy_dirs():
+        argv += ["--ro-bind", path, f"{GUEST_IN_SANDBOX}/{os.path.basename(path)}"]
     argv += ["--dev", "/dev", "--proc", "/proc"]
     argv += ["--size", str(scratch_size), "--tmpfs", SCRATCH_IN_SANDBOX]
     argv += ["--chdir", SCRATCH_IN_SANDBOX]
     return argv
 
 
-def boot_argv(*args: str) -> list[str]:
+def boot_argv(*args: str, bwrap: bool) -> list[str]:
     """The interpreter command line that runs the guest's zygote module: isolated
     (``-I``), without ``site`` (``-S``: no site-packages, no ``.pth`` files), with
     only the standard library and the private guest root on ``sys.path``."""
@@ -355,7 +393,7 @@ def boot_argv(*args: str) -> list[str]:
         "from stop_tui.sandbox.guest.zygote import main; main(sys.argv[3:])"
     )
     # owner=PID names the stop-tui process a sandbox belongs to (for ps and tests).
-    roots = os.pathsep.join(import_roots())
+    roots = os.pathsep.join(import_roots(bwrap))
     return [interpreter(), "-I", "-S", "-B", "-c", code, roots, f"owner={os.getpid()}", *args]
 
 
@@ -431,7 +469,8 @@ print(json.dumps(out))
 
 
 def _run_probe(prefix: list[str], checks: list[str], secret: str) -> dict[str, Any] | None:
-    argv = [*prefix, interpreter(), "-I", "-S", "-B", "-c", _PROBE_CODE, guest_root()]
+    root = import_roots(bool(prefix))[0]
+    argv = [*prefix, interpreter(), "-I", "-S", "-B", "-c", _PROBE_CODE, root]
     allowed = read_paths() if prefix else host_read_paths()
     with tempfile.TemporaryDirectory(prefix="stop-tui-probe-") as host_scratch:
         scratch = SCRATCH_IN_SANDBOX if prefix else host_scratch

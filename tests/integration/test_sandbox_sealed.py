@@ -48,14 +48,25 @@ SNOOP = r"""
 import glob, os, sys
 
 NAMES = {"evaluator.py", "task.toml", "registry.py", "stop.toml", "paths.py", "seed.py"}
+MARKS = ("stop_tui", "stop-tui", "[splits.", "entry_point = ", "def improve_algorithm")
 
-def _walk(root, found, limit=200000):
+def _ours(path, canary):
+    # A file of that name is ours if it mentions us (other software has a registry.py too).
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read(1 << 20)
+    except OSError:
+        return False
+    return any(mark in text for mark in MARKS) or canary in text
+
+def _walk(root, found, canary, limit=200000):
     n = 0
     for d, dirs, files in os.walk(root):
         for f in files:
             n += 1
-            if f in NAMES or f.endswith(".jsonl"):
-                found.append(os.path.join(d, f))
+            path = os.path.join(d, f)
+            if (f in NAMES or f.endswith(".jsonl")) and _ours(path, canary):
+                found.append(path)
         if n > limit:
             break
 
@@ -85,7 +96,7 @@ def attack(targets, canary):
     roots += glob.glob("/usr/lib/python3*") + glob.glob("/usr/local/lib/python3*")
     for root in dict.fromkeys(roots):
         if os.path.isdir(root):
-            _walk(root, out["found"])
+            _walk(root, out["found"], canary)
     stop_tui_files = []
     for root in sys.path:
         stop_tui_files += glob.glob(os.path.join(root, "stop_tui", "**", "*.py"), recursive=True)
@@ -207,8 +218,17 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def _venv(path: Path) -> str:
+    """A venv whose dependencies (numpy, hatchling, ...) come from the running
+    environment, after its own site-packages: the base interpreter's (system site)
+    and, when the tests run in a venv themselves (CI's quick start), that venv's."""
     _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(path)])
-    return str(path / "bin" / "python")
+    python = str(path / "bin" / "python")
+    own = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    import sysconfig
+
+    ours = {sysconfig.get_paths()[name] for name in ("purelib", "platlib")}
+    Path(own.stdout.strip(), "zz-test-dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
+    return python
 
 
 @pytest.fixture(scope="session")
