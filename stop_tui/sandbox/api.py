@@ -142,7 +142,10 @@ class Sandbox:
         await self._stop_zygote()
         parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            argv = [*self._prefix(), *layers.boot_argv("zygote", str(zygote_end.fileno()), bwrap=self._bwrap)]
+            argv = [
+                *self._prefix(),
+                *layers.boot_argv("zygote", str(zygote_end.fileno()), bwrap=self._bwrap),
+            ]
             debug = bool(os.environ.get("STOP_TUI_SANDBOX_DEBUG"))
             self._zygote = subprocess.Popen(
                 argv,
