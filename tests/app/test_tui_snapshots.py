@@ -83,7 +83,9 @@ def test_approval_screen(
     app = StopApp(settings_for(tmp_path / "ws"), snapshot=True)
 
     async def ready(pilot: Any) -> None:
+        await _settled_home(app, pilot)
         app.push_screen(ApprovalScreen(approval_request()))
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the modal")
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
@@ -98,7 +100,16 @@ def test_adoption_screen_with_scores(
     app = StopApp(settings_for(tmp_path / "ws"), snapshot=True)
 
     async def ready(pilot: Any) -> None:
+        await _settled_home(app, pilot)
         app.push_screen(ApprovalScreen(adoption_request()))
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the modal")
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=ready)
+
+
+async def _settled_home(app: StopApp, pilot: Any) -> None:
+    """The home screen drawn in full (its footer, its empty runs table) before a modal
+    goes over it: what shows behind the modal must not depend on timing."""
+    await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "the home screen")
+    await pilot.pause(0.3)
