@@ -328,6 +328,7 @@ class OpenAIBackend:
             reasoning_tokens=sum(r.reasoning_tokens for r in replies),
             cached_tokens=sum(r.cached_tokens for r in replies),
             adapted=self._adapted(request, n_split=request.n > 1),
+            max_tokens_sent=self.max_tokens if request.max_tokens is None else None,
         )
 
     # -- internals -------------------------------------------------------------

@@ -70,6 +70,7 @@ class TranscriptRecord:
     reasoning_tokens: int = 0
     adapted: dict[str, str] | None = None
     cached_tokens: int = 0
+    max_tokens_sent: int | None = None
 
     @property
     def slot(self) -> str:
@@ -88,6 +89,7 @@ class TranscriptRecord:
             reasoning_tokens=self.reasoning_tokens,
             cached_tokens=self.cached_tokens,
             adapted=dict(self.adapted or {}),
+            max_tokens_sent=self.max_tokens_sent,
         )
 
     @classmethod
@@ -126,7 +128,14 @@ class TranscriptRecord:
             reasoning_tokens=int(usage.get("reasoning_tokens", 0) or 0),
             cached_tokens=int(usage.get("cached_tokens", 0) or 0),
             adapted={str(k): str(v) for k, v in (data.get("adapted") or {}).items()},
+            max_tokens_sent=_positive_int(data.get("max_tokens_sent")),
         )
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
 
 
 def _line(
@@ -161,6 +170,8 @@ def _line(
         )
         if result.adapted:
             record["adapted"] = dict(result.adapted)
+        if result.max_tokens_sent is not None:
+            record["max_tokens_sent"] = result.max_tokens_sent
     else:
         record.update(
             ok=False,

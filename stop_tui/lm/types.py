@@ -127,6 +127,10 @@ class ChatResult:
     #: ``{"max_tokens": "max_completion_tokens", "temperature": "dropped"}`` (recorded in
     #: the transcript so that a replay reports exactly what was sent).
     adapted: dict[str, str] = field(default_factory=dict)
+    #: The per-response token limit the backend sent when the request named none (its
+    #: own default, e.g. the run's ``max_tokens``); recorded beside the request, outside
+    #: its content key, so a replay or a resume with another limit still finds it.
+    max_tokens_sent: int | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from stop_tui.settings_shape import DEFAULT_MAX_TOKENS
 from stop_tui.store.store import RunStore
 from tests.support.crash import (
     MODEL,
@@ -42,6 +43,7 @@ from tests.support.crash import (
     run_attempt,
     run_env,
     run_ids,
+    sent_limit,
     step_transcripts,
     steps_summary,
     transcript_lines,
@@ -144,6 +146,11 @@ def test_sigkill_anywhere_then_resume_finishes_the_same_run(tmp_path: Path) -> N
         clean_requests = Counter(clean.requests)
         # The server's content keys are the transcript's keys: one request, one record.
         assert ok_keys(clean_lines) == clean_requests
+        # ... and what was sent beyond the content (the run's per-response limit) is recorded.
+        assert {sent_limit(body) for body in server.chat_requests()} == {DEFAULT_MAX_TOKENS}
+        assert {line.get("max_tokens_sent") for line in clean_lines if line.get("ok")} == {
+            DEFAULT_MAX_TOKENS
+        }
         assert len(clean.requests) >= 10, "the run is too small to kill it at many moments"
         clean_steps = steps_summary(clean_ws, clean_id)
         clean_step_lm = step_transcripts(clean_ws, clean_id)

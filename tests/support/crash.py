@@ -23,6 +23,7 @@ from typing import Any
 
 from stop_tui.lm.demo import DemoBackend
 from stop_tui.lm.types import ChatRequest
+from stop_tui.settings_shape import DEFAULT_MAX_TOKENS
 from tests.support.openai_server import OpenAIServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,11 @@ GIT_WRITES = ("hash-object", "mktree", "commit-tree", "update-ref")
 
 
 def body_request(body: dict[str, Any]) -> ChatRequest:
-    """The :class:`ChatRequest` an OpenAI chat body carries (its content, no context)."""
+    """The :class:`ChatRequest` an OpenAI chat body carries (its content, no context).
+
+    The improvers of these runs never name a response limit: the backend sends the
+    run's (the default), recorded beside the request (``max_tokens_sent``), not in its
+    content key; a body with any other limit keeps it in the request."""
     system = user = ""
     for message in body.get("messages", []):
         if message.get("role") == "system":
@@ -49,8 +54,13 @@ def body_request(body: dict[str, Any]) -> ChatRequest:
         user=user,
         n=int(body.get("n") or 1),
         temperature=float(body.get("temperature", 1.0)),
-        max_tokens=body.get("max_tokens"),
+        max_tokens=None if sent_limit(body) == DEFAULT_MAX_TOKENS else sent_limit(body),
     )
+
+
+def sent_limit(body: dict[str, Any]) -> int | None:
+    value = body.get("max_tokens", body.get("max_completion_tokens"))
+    return None if value is None else int(value)
 
 
 def demo_responder(body: dict[str, Any], seq: int) -> list[str]:
