@@ -30,6 +30,8 @@ COMMANDS: list[str] = [
     "transfer",
     "doctor",
     "open",
+    "pending",
+    "answer",
     "sweep",
     "sweeps",
     "report",

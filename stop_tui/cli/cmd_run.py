@@ -97,13 +97,18 @@ def run_headless(prepared: Prepared, *, ask: bool) -> int:
     from rich.text import Text
 
     from stop_tui.cli.headless import drive, visible
+    from stop_tui.store.answers import AnswerBoard
 
     # Log lines are not wrapped (grep-able logs); tables still fit the terminal.
     console = Console(highlight=False, soft_wrap=True)
 
     async def main() -> tuple[str, HeadlessView]:
         try:
-            return await drive(prepared.run, ask=ask, console=console)
+            board = AnswerBoard(prepared.store.lock_dir, prepared.run.run_id)
+            where = str(prepared.store.path.resolve())
+            return await drive(
+                prepared.run, ask=ask, console=console, board=board, workspace=where
+            )
         finally:
             await prepared.close()
 

@@ -12,14 +12,26 @@ ever printed with markup on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import select
 import sys
+import termios
+import threading
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from stop_tui.engine.approval import ApprovalRequest, Decision, Purpose, human_identity
+from stop_tui.engine.approval import (
+    ApprovalRequest,
+    Decision,
+    Purpose,
+    SharedAnswers,
+    human_identity,
+)
 from stop_tui.engine.audit import review_warnings
 from stop_tui.engine.events import (
     ApprovalDecided,
@@ -40,14 +52,26 @@ from stop_tui.engine.events import (
 )
 from stop_tui.engine.evidence import Evidence
 from stop_tui.engine.loop import StopRun
+from stop_tui.store.answers import AnswerBoard
 from stop_tui.untrusted import rich_diff, rich_text, unified
 from stop_tui.view.run_model import RunModel
 from stop_tui.view.text import fmt, model_label
 
 
 class HeadlessView:
-    def __init__(self, run: StopRun, console: Console | None = None, *, ask: bool = False) -> None:
+    def __init__(
+        self,
+        run: StopRun,
+        console: Console | None = None,
+        *,
+        ask: bool = False,
+        shared: SharedAnswers | None = None,
+        workspace: str = "",
+    ) -> None:
         self.run = run
+        self.shared = shared  # the run's requests are answerable from other processes too
+        self._cancel = threading.Event()  # set: the prompt being read stops waiting
+        self.workspace = workspace
         self.console = console or Console(highlight=False)
         self.ask = ask
         self.model = RunModel.of_config(run.config)
@@ -73,34 +97,90 @@ class HeadlessView:
     # -- approvals at the terminal
 
     async def approvals(self) -> None:
-        loop = asyncio.get_running_loop()
+        # One line is read at a time, on a daemon thread that polls the terminal, so a
+        # request answered elsewhere (another terminal: SharedAnswers) stops its prompt;
+        # what was typed for it is discarded, never applied to the next request.
+        line: asyncio.Future[str] | None = None
         while True:
             request = await self._approvals.get()
+            if line is not None and not line.done():
+                await line  # a prompt answered elsewhere, still reading (not pollable)
+            line = None
             if not request.pending:
                 continue
+            candidate = request.purpose is Purpose.CANDIDATE
             self.progress.stop()
             try:
                 self.show_request(request)
-                candidate = request.purpose is Purpose.CANDIDATE
-                answer = await loop.run_in_executor(None, self._prompt, candidate)
+                line = self._read_line(candidate)
+                either: set[asyncio.Future[Any]] = {line, request.decided}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 self.progress.start()
+            if not line.done():
+                self.stop_prompting()  # the prompt returns unless stdin cannot be polled
+                self.console.print(
+                    rich_text(f"\n  {request.request_id} was answered elsewhere", "yellow")
+                )
+                continue
+            answer, line = line.result(), None
             if answer.startswith("a"):
-                request.resolve(Decision.approve(human_identity()))
+                decided = request.resolve(Decision.approve(human_identity()))
             elif answer.startswith("g") and request.purpose is Purpose.CANDIDATE:
-                self.run.gate.approve_rest_of_generation(request.generation)
-                request.resolve(
+                decided = request.resolve(
                     Decision.approve(human_identity(), "approved the rest of this generation")
                 )
+                if decided:
+                    self.run.gate.approve_rest_of_generation(request.generation)
             else:
                 reason = answer.partition(" ")[2].strip()
-                request.resolve(Decision.reject(human_identity(), reason))
+                decided = request.resolve(Decision.reject(human_identity(), reason))
+            if not decided and request.lost_to:
+                self.console.print(
+                    rich_text(
+                        f"  your answer was not recorded: {request.request_id} was already "
+                        f"{request.lost_to}",
+                        "yellow",
+                    )
+                )
 
-    def _prompt(self, candidate: bool) -> str:
-        return terminal_answer(candidate)
+    def stop_prompting(self) -> None:
+        self._cancel.set()
+
+    def _read_line(self, candidate: bool) -> asyncio.Future[str]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        self._cancel = cancel = threading.Event()
+
+        def read() -> None:
+            text: str | None = None
+            error: BaseException | None = None
+            try:
+                text = self._prompt(candidate, cancel)
+            except BaseException as exc:  # handed to the event loop
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, text, error)
+
+        threading.Thread(target=read, name="approval-prompt", daemon=True).start()
+        return future
+
+    def _prompt(self, candidate: bool, cancel: threading.Event) -> str:
+        return terminal_answer(candidate, cancel)
 
     def show_request(self, request: ApprovalRequest) -> None:
         show_request(self.console, request)
+        if self.shared is not None and request.request_id in self.shared.offered:
+            data = self.shared.offered[request.request_id][1]
+            where = f" --workspace {self.workspace}" if self.workspace else ""
+            self.console.print(
+                rich_text(
+                    f"or from another terminal: stop-tui answer {self.run.run_id} "
+                    f"{request.request_id} approve|reject --sha256 {data['source_sha256']}"
+                    f"{where}",
+                    "dim",
+                )
+            )
 
     # -- events
 
@@ -288,20 +368,64 @@ def print_behaviour(console: Console, evidence: Evidence) -> None:
         console.print(Text(f"  {key}: {mine.get(key, '-')} | {theirs.get(key, '-')}"))
 
 
-def terminal_answer(candidate: bool) -> str:
+def _settle(future: asyncio.Future[str], text: str | None, exc: BaseException | None) -> None:
+    if future.done():  # the loop closed over it
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(text or "")
+
+
+def terminal_answer(candidate: bool, cancelled: threading.Event | None = None) -> str:
+    """A line answering an approval at the terminal (``""`` when ``cancelled`` first).
+
+    With ``cancelled``, the line is read only once the terminal has one (polled), so a
+    prompt answered elsewhere leaves no read holding stdin when the process exits."""
     question = "approve [a], reject [r REASON]"
     keys: tuple[str, ...] = ("a", "r")
     if candidate:
         question += ", approve the rest of this generation [g]"
         keys = ("a", "r", "g")
+    if cancelled is not None:
+        _discard_typeahead()  # a line typed for an earlier request never answers this one
     while True:
+        prompt = question + ": "
+        if cancelled is not None:
+            print(prompt, end="", flush=True)
+            prompt = ""
+            if _line_ready(cancelled) is False:
+                return ""
         try:
-            line = input(question + ": ")
+            line = input(prompt)
         except EOFError:
             return "r no terminal answer (end of input)"
         line = line.strip()
         if line[:1].lower() in keys:
             return line[:1].lower() + line[1:]
+
+
+def _discard_typeahead() -> None:
+    with contextlib.suppress(AttributeError, OSError, ValueError, termios.error):
+        fd = sys.stdin.fileno()
+        if os.isatty(fd):
+            termios.tcflush(fd, termios.TCIFLUSH)
+
+
+def _line_ready(cancelled: threading.Event) -> bool | None:
+    """True when stdin has input, False when cancelled first, None when it cannot be polled."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    while not cancelled.is_set():
+        try:
+            readable, _, _ = select.select([fd], [], [], 0.2)
+        except (OSError, ValueError):
+            return None
+        if readable:
+            return True
+    return False
 
 
 def visible(text: str) -> str:
@@ -312,17 +436,34 @@ def visible(text: str) -> str:
 
 
 async def drive(
-    run: StopRun, *, ask: bool, console: Console | None = None
+    run: StopRun,
+    *,
+    ask: bool,
+    console: Console | None = None,
+    board: AnswerBoard | None = None,
+    workspace: str = "",
 ) -> tuple[str, HeadlessView]:
+    """Run with the headless view. ``board``: the run's requests are also answerable with
+    ``stop-tui answer`` (whichever answer comes first is the decision)."""
     view = HeadlessView(run, console, ask=ask)
-    approvals = asyncio.ensure_future(view.approvals()) if ask else None
+    shared = SharedAnswers(run.gate, board) if ask and board is not None else None
+    tasks = []
+    if shared is not None:
+        view.shared, view.workspace = shared, workspace
+        run.bus.on(shared.on_event)
+        tasks.append(asyncio.ensure_future(shared.watch()))
+    if ask:
+        tasks.append(asyncio.ensure_future(view.approvals()))
     view.progress.start()
     try:
         status = await run.run()
     finally:
         view.progress.stop()
-        if approvals is not None:
-            approvals.cancel()
+        view.stop_prompting()
+        for task in tasks:
+            task.cancel()
+        if shared is not None:
+            shared.close()
     return status, view
 
 

@@ -12,20 +12,32 @@ carrying who decided, when, why, and any edited source.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import itertools
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from stop_tui.config import Policy
+from stop_tui.engine.events import Event, RunStarted
 from stop_tui.engine.evidence import Evidence
-from stop_tui.store.records import Decision
+from stop_tui.store.answers import AnswerBoard, check_answer, decider, describe_answer
+from stop_tui.store.records import Decision, now_iso, sha256_hex
 from stop_tui.untrusted import visible
 
-__all__ = ["ApprovalRequest", "Decision", "Gate", "Policy", "Purpose", "human_identity"]
+__all__ = [
+    "ApprovalRequest",
+    "Decision",
+    "Gate",
+    "Policy",
+    "Purpose",
+    "SharedAnswers",
+    "human_identity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +65,12 @@ class ApprovalRequest:
     #: Scores the engine knows at this moment (the subject's, the parent's, the siblings').
     evidence: Evidence | None = None
     request_id: str = field(default_factory=lambda: f"req-{next(_ids)}")
+    #: Set when the request is offered to other processes (:class:`SharedAnswers`): every
+    #: answer given here must win the shared claim first. Returns None when it won, else
+    #: who had already answered.
+    claim: Callable[[Decision], str | None] | None = field(default=None, repr=False)
+    #: Who had answered first when an answer given here lost the claim.
+    lost_to: str = ""
     _future: asyncio.Future[Decision] | None = field(default=None, repr=False)
 
     def _bind(self) -> asyncio.Future[Decision]:
@@ -64,20 +82,41 @@ class ApprovalRequest:
     def pending(self) -> bool:
         return self._future is not None and not self._future.done()
 
-    def resolve(self, decision: Decision) -> None:
-        """Answer the request; safe to call from the event loop's thread only."""
+    def resolve(self, decision: Decision) -> bool:
+        """Answer the request; safe to call from the event loop's thread only. False when
+        it was answered already (here, or elsewhere first: see :attr:`lost_to`)."""
         future = self._bind()
-        if not future.done():
-            future.set_result(decision)
+        if future.done():
+            return False
+        if self.claim is not None:
+            winner = self.claim(decision)
+            if winner is not None:
+                self.lost_to = winner
+                return False
+        future.set_result(decision)
+        return True
 
-    def approve(self, by: str | None = None, reason: str = "") -> None:
-        self.resolve(Decision.approve(by or human_identity(), reason))
+    def settle(self, decision: Decision) -> bool:
+        """Answer with a decision that already won the shared claim (another process's)."""
+        future = self._bind()
+        if future.done():
+            return False
+        future.set_result(decision)
+        return True
 
-    def reject(self, reason: str = "", by: str | None = None) -> None:
-        self.resolve(Decision.reject(by or human_identity(), reason))
+    @property
+    def decided(self) -> asyncio.Future[Decision]:
+        """Done when the request is answered, by whoever."""
+        return self._bind()
 
-    def approve_edited(self, source: str, by: str | None = None, reason: str = "") -> None:
-        self.resolve(Decision.approve(by or human_identity(), reason, edited_source=source))
+    def approve(self, by: str | None = None, reason: str = "") -> bool:
+        return self.resolve(Decision.approve(by or human_identity(), reason))
+
+    def reject(self, reason: str = "", by: str | None = None) -> bool:
+        return self.resolve(Decision.reject(by or human_identity(), reason))
+
+    def approve_edited(self, source: str, by: str | None = None, reason: str = "") -> bool:
+        return self.resolve(Decision.approve(by or human_identity(), reason, edited_source=source))
 
 
 def human_identity() -> str:
@@ -152,3 +191,118 @@ class Gate:
             return await future
         finally:
             self.pending.pop(request.request_id, None)
+
+
+#: The longest reason an answer from another process may carry.
+MAX_REASON = 2000
+
+
+class SharedAnswers:
+    """Offers a gate's requests to other processes and takes their answers.
+
+    Each request that needs a person is published on an
+    :class:`~stop_tui.store.answers.AnswerBoard` (``stop-tui pending`` lists it,
+    ``stop-tui answer`` answers it); from then on every answer given in this process
+    must win the board's claim first (:attr:`ApprovalRequest.claim`), and
+    :meth:`watch` settles a request whose claim another process won. So a request is
+    decided exactly once, and the decision names who made it.
+    """
+
+    def __init__(self, gate: Gate, board: AnswerBoard, *, poll: float = 0.2) -> None:
+        self.gate = gate
+        self.board = board
+        self.poll = poll
+        self.offered: dict[str, tuple[ApprovalRequest, dict[str, Any]]] = {}
+        gate.listeners.append(self.offer)
+
+    def on_event(self, event: Event) -> None:
+        # The run holds its lock from RunStarted on: what a killed session left goes.
+        if isinstance(event, RunStarted):
+            self.board.reset()
+
+    def offer(self, request: ApprovalRequest) -> None:
+        evidence = request.evidence
+        review: list[str] = []
+        if evidence is not None:
+            review += evidence.lines()
+            review += [f"⚑ {alarm}" for alarm in evidence.alarms]
+            mine = dict(evidence.behaviour.rows()) if evidence.behaviour else {}
+            theirs = dict(evidence.parent_behaviour.rows()) if evidence.parent_behaviour else {}
+            review += [f"{k}: {mine.get(k, '-')} | {theirs.get(k, '-')}" for k in mine or theirs]
+        data = self.board.publish(
+            {
+                "request_id": request.request_id,
+                "generation": request.generation,
+                "index": request.index,
+                "purpose": request.purpose.value,
+                "source_sha256": sha256_hex(request.source),
+                "source": request.source,
+                "parent_source": request.parent_source,
+                "flags": list(request.flags),
+                "allowances": {str(k): str(v) for k, v in request.allowances.items()},
+                "review": review,
+                "published": now_iso(),
+            }
+        )
+        rid = request.request_id
+        self.offered[rid] = (request, data)
+        request.claim = lambda decision: self._claim(rid, data, decision)
+        request.decided.add_done_callback(lambda _future: self.board.withdraw(rid))
+
+    def _claim(self, rid: str, data: dict[str, Any], decision: Decision) -> str | None:
+        answer = {
+            "run_id": data["run_id"],
+            "request_id": rid,
+            "session": data["session"],
+            "source_sha256": data["source_sha256"],
+            "action": decision.action,
+            "reason": decision.reason,
+            "by": decision.by,
+            "via": "run",
+            "pid": os.getpid(),
+            "at": decision.at,
+        }
+        try:
+            winner = self.board.claim(rid, self.board.session, answer)
+        except OSError as exc:
+            log.warning("could not record the answer's claim: %s", visible(str(exc)))
+            existing = self.board.answer(rid, self.board.session)  # none: nobody else can have won
+            return None if existing is None else describe_answer(existing)
+        return None if winner is None else describe_answer(winner)
+
+    def check(self) -> None:
+        """Settle every offered request another process has answered; forget the rest."""
+        for rid, (request, data) in list(self.offered.items()):
+            if not request.pending:
+                if request.decided.done() or rid not in self.gate.pending:
+                    del self.offered[rid]
+                    self.board.withdraw(rid)  # abandoned (the run stopped waiting)
+                continue
+            answer = self.board.answer(rid, self.board.session)
+            if answer is None:
+                continue
+            problem = check_answer(answer, data)
+            if problem is None and answer.get("action") not in ("approved", "rejected"):
+                problem = "another process can only approve or reject"
+            if problem is not None:
+                # The claim is taken and unusable: nobody else can answer, so fail closed.
+                request.settle(Decision.reject("gate", f"unusable answer file ({problem})"))
+                continue
+            by, reason = decider(answer), str(answer.get("reason", ""))[:MAX_REASON]
+            if answer["action"] == "approved":
+                request.settle(Decision.approve(by, reason))
+            else:
+                request.settle(Decision.reject(by, reason))
+
+    async def watch(self) -> None:
+        """Check for answers until cancelled."""
+        while True:
+            await asyncio.sleep(self.poll)
+            try:
+                self.check()
+            except OSError as exc:  # the workspace went away for a moment: try again
+                log.warning("could not read answers: %s", visible(str(exc)))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.board.close()
