@@ -15,7 +15,7 @@ from typing import Any
 
 from stop_tui.cli.store_view import add_workspace_option, console, open_store
 from stop_tui.errors import UserError
-from stop_tui.store.answers import REQUEST_ID_RE, AnswerBoard, Published
+from stop_tui.store.answers import REQUEST_ID_RE, AnswerBoard, Published, describe_answer
 from stop_tui.store.records import sha256_hex
 from stop_tui.store.store import RunStore
 from stop_tui.untrusted import rich_text
@@ -112,6 +112,12 @@ def find(store: RunStore, run_id: str, request_id: str) -> tuple[AnswerBoard, Pu
     board = board_of(store, run_id)
     pub = board.request(request_id)
     if pub is None:
+        earlier = board.answers_to(request_id)
+        if earlier:
+            raise UserError(
+                f"request {request_id} of run {run_id} was already {describe_answer(earlier)}",
+                hint="your answer was not recorded",
+            )
         raise UserError(
             f"run {run_id} has no pending request {request_id} (answered, withdrawn or never asked)",
             hint=f"see 'stop-tui pending {run_id}'",

@@ -106,9 +106,7 @@ def run_headless(prepared: Prepared, *, ask: bool) -> int:
         try:
             board = AnswerBoard(prepared.store.lock_dir, prepared.run.run_id)
             where = str(prepared.store.path.resolve())
-            return await drive(
-                prepared.run, ask=ask, console=console, board=board, workspace=where
-            )
+            return await drive(prepared.run, ask=ask, console=console, board=board, workspace=where)
         finally:
             await prepared.close()
 

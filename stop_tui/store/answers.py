@@ -212,6 +212,15 @@ class AnswerBoard:
 
     # -- the answerer's side
 
+    def answers_to(self, request_id: str) -> dict[str, Any] | None:
+        """The latest answer to a request of that id that is no longer offered (its
+        session's answers stay until the session ends), if any."""
+        found = []
+        for path in self.dir.glob(f"{request_id}.*.answer.json"):
+            with contextlib.suppress(OSError):  # the session ended meanwhile
+                found.append((path.stat().st_mtime_ns, path))
+        return (_read_json(max(found)[1]) or {}) if found else None
+
     def holder_alive(self, data: dict[str, Any]) -> bool:
         """Whether the process that published ``data`` still holds the run's lock."""
         holder = read_holder(self.lock_dir / f"{self.run_id}.lock")
