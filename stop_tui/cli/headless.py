@@ -135,7 +135,7 @@ class HeadlessView:
             else:
                 reason = answer.partition(" ")[2].strip()
                 decided = request.resolve(Decision.reject(human_identity(), reason))
-            if not decided and request.lost_to:
+            if not decided:
                 self.console.print(
                     rich_text(
                         f"  your answer was not recorded: {request.request_id} was already "

@@ -86,13 +86,14 @@ class ApprovalRequest:
         """Answer the request; safe to call from the event loop's thread only. False when
         it was answered already (here, or elsewhere first: see :attr:`lost_to`)."""
         future = self._bind()
-        if future.done():
-            return False
         if self.claim is not None:
-            winner = self.claim(decision)
+            winner = self.claim(decision)  # after a decision too: it loses, and says who won
             if winner is not None:
                 self.lost_to = winner
                 return False
+        if future.done():
+            self.lost_to = self.lost_to or "answered"
+            return False
         future.set_result(decision)
         return True
 
