@@ -154,5 +154,13 @@ def taken(board: AnswerBoard, pub: Published, run_id: str, action: str, wait: fl
             )
             return 0
         time.sleep(0.1)
+    if board.answer(pub.request_id, pub.session) is None:  # the run's session has ended too
+        print(
+            visible(
+                f"{pub.request_id} of run {run_id}: {action}; the run has ended since "
+                f"(see 'stop-tui show {run_id}' for what it recorded)"
+            )
+        )
+        return 0
     print(visible(f"{pub.request_id} of run {run_id}: {action}; the run took the answer"))
     return 0
