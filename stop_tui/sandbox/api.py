@@ -63,7 +63,7 @@ from dataclasses import asdict
 from typing import Any
 
 from stop_tui.errors import UserError
-from stop_tui.sandbox import layers
+from stop_tui.sandbox import launch, layers
 from stop_tui.sandbox.child import Child, reap
 from stop_tui.sandbox.guest.zygote import CLEANUP_SECONDS, remove_tree
 from stop_tui.sandbox.limits import ExitInfo, Limits, Reply, RpcFailure
@@ -130,13 +130,13 @@ class Sandbox:
 
     def _scratch_root(self) -> str:
         if self._bwrap:
-            return layers.SCRATCH_IN_SANDBOX
+            return launch.SCRATCH_IN_SANDBOX
         if self._host_scratch is None:
             self._host_scratch = tempfile.mkdtemp(prefix="stop-tui-sandbox-")
         return self._host_scratch
 
     def _prefix(self) -> list[str]:
-        return layers.bwrap_argv() if self._bwrap else []
+        return launch.bwrap_argv() if self._bwrap else []
 
     async def _start_zygote(self) -> None:
         await self._stop_zygote()
@@ -144,7 +144,7 @@ class Sandbox:
         try:
             argv = [
                 *self._prefix(),
-                *layers.boot_argv("zygote", str(zygote_end.fileno()), bwrap=self._bwrap),
+                *launch.boot_argv("zygote", str(zygote_end.fileno()), bwrap=self._bwrap),
             ]
             debug = bool(os.environ.get("STOP_TUI_SANDBOX_DEBUG"))
             self._zygote = subprocess.Popen(
@@ -153,7 +153,7 @@ class Sandbox:
                 stdout=subprocess.DEVNULL,
                 stderr=None if debug else subprocess.DEVNULL,
                 pass_fds=(zygote_end.fileno(),),
-                env=layers.child_env(),
+                env=launch.child_env(),
                 cwd="/",
                 start_new_session=True,
             )
@@ -270,7 +270,7 @@ class Sandbox:
             "id": job_id,
             "limits": asdict(limits),
             "scratch_root": self._scratch_root(),
-            "read_paths": list(layers.read_paths() if self._bwrap else layers.host_read_paths()),
+            "read_paths": list(launch.read_paths() if self._bwrap else launch.host_read_paths()),
             "layers": {
                 "landlock": self.report.active("landlock"),
                 "seccomp": self.report.active("seccomp"),
@@ -320,14 +320,14 @@ class Sandbox:
     async def _start_cold(self, spec: dict[str, Any], fds: list[int]) -> subprocess.Popen[bytes]:
         chan, out, err, ctl = fds
         spec = {**spec, "chan_fd": chan, "ctl_fd": ctl}
-        argv = [*self._prefix(), *layers.boot_argv("cold", json.dumps(spec), bwrap=self._bwrap)]
+        argv = [*self._prefix(), *launch.boot_argv("cold", json.dumps(spec), bwrap=self._bwrap)]
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             pass_fds=(chan, ctl),
-            env=layers.child_env(),
+            env=launch.child_env(),
             cwd="/",
             start_new_session=True,
         )

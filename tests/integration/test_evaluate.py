@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from stop_tui.sandbox import Sandbox
-from stop_tui.sandbox.layers import package_root, probe
+from stop_tui.sandbox.launch import package_root
+from stop_tui.sandbox.layers import probe
 from stop_tui.tasks import Malformed, get_task
 from stop_tui.tasks.evaluate import evaluate
 from tests.support.sandbox import sandbox_processes

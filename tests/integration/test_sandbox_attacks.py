@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from stop_tui.sandbox import Child, Limits, Sandbox, codec
-from stop_tui.sandbox.layers import package_root, probe
+from stop_tui.sandbox.launch import package_root
+from stop_tui.sandbox.layers import probe
 from tests.support.sandbox import SET_COMM, marked, new_marker, sandbox_processes, wait_gone
 
 pytestmark = pytest.mark.skipif(

@@ -12,7 +12,8 @@ import pytest
 
 from stop_tui.errors import UserError
 from stop_tui.sandbox import Sandbox, codec
-from stop_tui.sandbox.layers import DISABLE_ENV, REQUIRED, package_root, probe
+from stop_tui.sandbox.launch import package_root
+from stop_tui.sandbox.layers import DISABLE_ENV, REQUIRED, probe
 
 full = pytest.mark.skipif(not probe().full, reason="the full isolation stack is not available")
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from stop_tui.sandbox import Child, Limits, Sandbox, codec
-from stop_tui.sandbox.layers import package_root, probe
+from stop_tui.sandbox.launch import package_root
+from stop_tui.sandbox.layers import probe
 from tests.support.sandbox import sandbox_processes
 
 pytestmark = pytest.mark.skipif(

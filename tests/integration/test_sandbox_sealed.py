@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from stop_tui.sandbox.layers import GUEST_FILES, probe
+from stop_tui.sandbox.launch import GUEST_FILES
+from stop_tui.sandbox.layers import probe
 
 pytestmark = [
     pytest.mark.skipif(not probe().full, reason="the full isolation stack is not available"),

@@ -46,7 +46,7 @@ def wait_gone(marker: str, timeout: float = 5.0) -> list[int]:
 
 def sandbox_processes(root: str, owner: int | None = None) -> list[int]:
     """Pids whose command line runs the sandbox boot code (from ``root`` or a private
-    guest root, see ``layers.guest_root``) for ``owner`` (default: this test process)."""
+    guest root, see ``launch.guest_root``) for ``owner`` (default: this test process)."""
     tag = f"owner={os.getpid() if owner is None else owner}".encode()
     found = []
     for entry in Path("/proc").iterdir():
