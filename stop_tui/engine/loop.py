@@ -11,12 +11,16 @@ parent with a fresh meta-utility evaluation; it becomes the next improver when
 it runs and scores above zero, otherwise the run keeps the previous improver
 and records why (as the reference implementation does).
 
-Everything a front end shows is published on the :class:`EventBus`.
+Everything a front end shows is published on the :class:`EventBus`. Beside the loop:
+the meta-utility (:mod:`~stop_tui.engine.meta_utility`), what the run measured and shows
+a reviewer (:mod:`~stop_tui.engine.ledger`), what a step records
+(:mod:`~stop_tui.engine.steps`), the language model's events on the bus
+(:mod:`~stop_tui.engine.lm_events`) and the stop on systematic rejections
+(:mod:`~stop_tui.engine.rejections`).
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import dataclasses
 from collections.abc import Callable
@@ -29,26 +33,27 @@ from stop_tui.engine.config import RunConfig
 from stop_tui.engine.events import (
     ApprovalDecided,
     ApprovalRequested,
-    BudgetExceededEvent,
     CandidateProposed,
     EngineError,
     EventBus,
     GenerationFinished,
     GenerationStarted,
-    LMRequested,
-    LMResponded,
     RunFinished,
     RunPaused,
     RunStarted,
     SafetyFlagged,
     StepCommitted,
 )
-from stop_tui.engine.evidence import Evidence, Scores, Sibling
+from stop_tui.engine.evidence import Evidence, Sibling
 from stop_tui.engine.executor import Executor, LocalExecutor
+from stop_tui.engine.ledger import Ledger, allowances
+from stop_tui.engine.lm_events import bus_event
 from stop_tui.engine.meta_text import meta_utility_text
 from stop_tui.engine.meta_utility import MetaResult, MetaUtility, source_hash
 from stop_tui.engine.recorder import Recorder, StepResult
+from stop_tui.engine.rejections import Rejections
 from stop_tui.engine.runner import ImproverCall, RunAborted
+from stop_tui.engine.steps import behaviour_flag, result_to_step, summarize
 from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
 from stop_tui.lm.types import Backend
 from stop_tui.sandbox.api import Sandbox
@@ -56,57 +61,6 @@ from stop_tui.sandbox.limits import Limits
 from stop_tui.store.records import sha256_hex
 from stop_tui.tasks.evaluate import rng_seed_for
 from stop_tui.tasks.registry import Task, get_task
-
-#: Consecutive requests rejected with the same client error that stop a run.
-SYSTEMATIC_REJECTIONS = 3
-
-
-class SystematicRejection(Exception):
-    """The endpoint rejects every request the same way: the run stops (resumable)."""
-
-
-def systematic_message(error: str, event: LMEvent, count: int) -> str:
-    """One line: what the endpoint said, and the fix."""
-    detail = error.removeprefix("RejectedLMError: ")
-    lower = detail.lower()
-    request = event.request
-    if "temperature" in lower and request is not None:
-        fix = (
-            f"the endpoint rejects temperature={request.temperature:g} (which improvers "
-            "choose): use a model or endpoint that accepts it"
-        )
-    elif "context" in lower or "too long" in lower or ("maximum" in lower and "token" in lower):
-        fix = (
-            "the prompt and max_tokens do not fit the model's context window: lower "
-            "max_tokens (--max-tokens) or max_prompt_chars, or serve a larger context"
-        )
-    elif "max_tokens" in lower or "max_completion_tokens" in lower:
-        fix = "lower max_tokens (--max-tokens) to what the model allows"
-    else:
-        fix = "fix the endpoint settings ('stop-tui doctor' checks them)"
-    return (
-        f"the endpoint rejected {count} requests in a row ({detail[:300]}); {fix}, "
-        "then 'stop-tui resume' continues the run"
-    )
-
-
-def summarize(source: str) -> str:
-    """One line saying what an improver or solution is: its docstring's first
-    line, else its first comment, else its size."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return "does not parse"
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            doc = ast.get_docstring(node)
-            if doc:
-                return doc.strip().splitlines()[0][:100]
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#") and len(stripped) > 2:
-            return stripped.lstrip("# ")[:100]
-    return f"{len(source.splitlines())} lines"
 
 
 class StopRun:
@@ -144,17 +98,9 @@ class StopRun:
         self._abort: BaseException | None = None
         self._approved_sources: dict[tuple[int, str], Decision] = {}
         self.lm_calls_in_flight = 0
-        # The same client error on consecutive requests: (detail, count).
-        self._rejections: tuple[str, int] = ("", 0)
+        self._rejections = Rejections()
         self.scorer = MetaUtility(self)
-        #: What this session scored, by source sha256 (the evidence at each decision) and
-        #: where (``candidate 2 of generation 1``); each generation's candidates so far.
-        self._scores: dict[str, tuple[Scores, str]] = {}
-        self._siblings: dict[int, list[Sibling]] = {}
-        #: Behaviour being counted, by meta-utility prefix (``g1/c2``), and what was counted
-        #: by source sha256 (the parent's profile at the next decision).
-        self._counting: dict[str, Behaviour] = {}
-        self._behaviours: dict[str, Behaviour] = {}
+        self.ledger = Ledger(recorder)  # scores, behaviour, siblings: the evidence shown
         self.meta_text = meta_utility_text(
             task=self.task.name,
             task_utility=self.task.public_utility,
@@ -218,81 +164,18 @@ class StopRun:
             )
         )
 
-    def _count(self, event: LMEvent) -> None:
-        """Add an LM event of a meta-utility test (``g1/c2/t0``) to its improver's profile."""
-        prefix, sep, test = event.label.rpartition("/t")
-        if not sep or not test.isdigit() or prefix not in self._counting:
-            return
-        profile = self._counting[prefix]
-        if event.kind == "request" and event.request is not None:
-            profile.lm_request(event.request.system, event.request.user, event.request.n)
-        elif event.kind == "response" and event.result is not None:
-            r = event.result
-            profile.lm_response(r.prompt_tokens, r.completion_tokens, r.cost)
-        elif event.kind == "error":
-            profile.lm_errors += 1
-        elif event.kind == "budget_exceeded":
-            profile.budget_refusals += 1
-
     def _lm_event(self, event: LMEvent, generation: int, index: int | None) -> None:
-        self._count(event)
+        self.ledger.count(event)
         if event.kind == "request" and event.request is not None:
             self.lm_calls_in_flight += 1
-            self.bus.publish(
-                LMRequested(
-                    run_id=self.run_id,
-                    context=event.label,
-                    generation=generation,
-                    index=index,
-                    n=event.request.n,
-                    temperature=event.request.temperature,
-                )
-            )
         elif event.kind in ("response", "error") and event.request is not None:
             self.lm_calls_in_flight = max(0, self.lm_calls_in_flight - 1)
-            self._count_rejection(event)
-            result = event.result
-            self.bus.publish(
-                LMResponded(
-                    run_id=self.run_id,
-                    context=event.label,
-                    generation=generation,
-                    index=index,
-                    n=event.request.n,
-                    prompt_tokens=result.prompt_tokens if result else 0,
-                    completion_tokens=result.completion_tokens if result else 0,
-                    usage_estimated=result.usage_estimated if result else False,
-                    cost=result.cost if result else None,
-                    latency=result.latency if result else 0.0,
-                    retries=result.retries if result else 0,
-                    error=event.error,
-                )
-            )
-        elif event.kind == "budget_exceeded":
-            self.bus.publish(
-                BudgetExceededEvent(
-                    run_id=self.run_id,
-                    context=event.label,
-                    generation=generation,
-                    index=index,
-                    budget=f"{event.scope}:{event.budget_kind}",
-                    message=event.error or "",
-                )
-            )
-
-    def _count_rejection(self, event: LMEvent) -> None:
-        """Stop the run when the endpoint rejects ``SYSTEMATIC_REJECTIONS`` requests in a
-        row with the same client error: every later request would fail the same way,
-        and generations would pass with nothing learned (improvers catch the error)."""
-        if event.kind != "error" or event.error_type != "RejectedLMError":
-            self._rejections = ("", 0)
-            return
-        detail = event.error or ""
-        previous, count = self._rejections
-        count = count + 1 if detail == previous else 1
-        self._rejections = (detail, count)
-        if count == SYSTEMATIC_REJECTIONS:
-            self.abort(SystematicRejection(systematic_message(detail, event, count)))
+            rejection = self._rejections.observe(event)
+            if rejection is not None:
+                self.abort(rejection)
+        published = bus_event(event, self.run_id, generation, index)
+        if published is not None:
+            self.bus.publish(published)
 
     # ------------------------------------------------------------------ pieces
 
@@ -323,68 +206,10 @@ class StopRun:
         """The meta-utility of ``improver`` (:mod:`stop_tui.engine.meta_utility`)."""
         c = self.config
         profile = Behaviour(lm_budget=c.lm_budget, utility_budget=c.utility_budget)
-        self._counting[prefix] = profile
-        try:
+        with self.ledger.counting(prefix, profile):
             result = await self.scorer(improver, generation, index, prefix)
-        finally:
-            self._counting.pop(prefix, None)
-        for test in result.tests:
-            profile.test_done(
-                utility_calls=test.utility_calls,
-                seconds=test.seconds,
-                cpu_seconds=test.cpu_seconds,
-                flags=[str(f) for f in test.flags],
-            )
-        result.behaviour = profile
-        self._behaviours[source_hash(improver)] = profile
-        where = (
-            f"scored as candidate {index} of generation {generation}"
-            if index is not None
-            else f"scored as generation {generation}'s improver"
-        )
-        self._scores[source_hash(improver)] = (scores_of(result), where)
+        self.ledger.scored(improver, result, profile, generation, index)
         return result
-
-    def scores(self, source: str) -> tuple[Scores | None, str]:
-        """What this session knows of ``source``'s meta-utility, and where it was measured."""
-        known = self._scores.get(source_hash(source))
-        if known is not None:
-            return known
-        lookup = getattr(self.recorder, "scores_of", None)  # a resumed run: the store's record
-        if lookup is not None:
-            stored: tuple[Scores, str] | None = lookup(source_hash(source))
-            if stored is not None:
-                self._scores[source_hash(source)] = stored
-                return stored
-        return None, ""
-
-    def evidence(
-        self, purpose: Purpose, generation: int, source: str, parent_source: str
-    ) -> Evidence:
-        """The scores shown with a request: built here, so every front end shows the same."""
-        parent, _ = self.scores(parent_source)
-        if purpose is Purpose.CANDIDATE:
-            return Evidence(
-                purpose=purpose.value,
-                parent=parent,
-                siblings=tuple(self._siblings.get(generation, [])),
-            )
-        subject, where = self.scores(source)
-        behaviour = self._behaviours.get(source_hash(source))
-        before = self._behaviours.get(source_hash(parent_source))
-        if subject is None:
-            where = "not one of the candidates scored: it runs only if you adopt it"
-        if source == parent_source:
-            where = "identical to its parent"
-        return Evidence(
-            purpose=purpose.value,
-            subject=subject,
-            subject_note=where,
-            parent=parent,
-            behaviour=behaviour,
-            parent_behaviour=before,
-            alarms=tuple(alarms(behaviour, before)) if behaviour is not None else (),
-        )
 
     async def decide(
         self,
@@ -427,8 +252,9 @@ class StopRun:
                 source=source,
                 parent_source=parent_source,
                 flags=tuple(str(f) for f in flags),
-                allowances=self.allowances(),
-                evidence=evidence or self.evidence(purpose, generation, source, parent_source),
+                allowances=allowances(self.config, self.run_budget),
+                evidence=evidence
+                or self.ledger.evidence(purpose, generation, source, parent_source),
             )
             decision = await self.gate.ask(request)
             request_id = request.request_id
@@ -455,42 +281,6 @@ class StopRun:
         if decision.approved and purpose is Purpose.CANDIDATE and not decision.edited:
             self._approved_sources[(generation, digest)] = decision
         return decision
-
-    def allowances(self) -> dict[str, Any]:
-        """What an approved improver will be allowed to do (shown at the approval)."""
-        c = self.config
-        return {
-            "meta-utility tests": c.meta_utility_tests,
-            "language-model calls per run": c.lm_budget,
-            "responses per call": c.max_responses_per_call,
-            "utility calls per run": c.utility_budget,
-            "CPU seconds per run": c.improver_cpu_seconds,
-            "memory (MiB)": c.improver_memory_mb,
-            "network": "none",
-            "files": "a private scratch directory only",
-            **self.forecast(),
-        }
-
-    def forecast(self) -> dict[str, str]:
-        """The most an approved improver's meta-utility tests can spend (every test using
-        every call and sample it is allowed), beside what the run's caps have left."""
-        c, b = self.config, self.run_budget
-        calls = c.meta_utility_tests * c.lm_budget
-        out = {
-            "at most, if approved": (
-                f"{calls} LM calls, {calls * c.max_responses_per_call} samples, "
-                f"{c.meta_utility_tests * c.utility_budget} utility calls"
-            )
-        }
-        left = []
-        if b.max_calls is not None:
-            left.append(f"{max(0, b.max_calls - b.calls_used)} calls")
-        if b.max_tokens is not None:
-            left.append(f"{max(0, b.max_tokens - b.prompt_tokens - b.completion_tokens)} tokens")
-        if b.max_cost is not None:
-            left.append(f"${max(0.0, b.max_cost - b.cost):.4f}")
-        out["run caps left"] = ", ".join(left) if left else "no run-wide cap set"
-        return out
 
     # ------------------------------------------------------------------ generations
 
@@ -531,7 +321,7 @@ class StopRun:
                 return 0.0
             prior = resumed.get(index)
             if prior is not None and prior.source_hash == source_hash(solution):
-                self._siblings.setdefault(generation, []).append(Sibling(index, prior.meta_utility))
+                self.ledger.sibling(generation, Sibling(index, prior.meta_utility))
                 return prior.meta_utility  # committed before a crash: nothing runs again
             if index in taken:
                 # The resumed improver proposed something else here than before the crash
@@ -567,7 +357,7 @@ class StopRun:
             reason = f"the improver failed: {outcome.error}"
         else:
             static = audit_source(returned)
-            evidence = self.evidence(Purpose.ADOPTION, generation, returned, improver)
+            evidence = self.ledger.evidence(Purpose.ADOPTION, generation, returned, improver)
             flags_all = static + flags + [behaviour_flag(a) for a in evidence.alarms]
             decision = await self.decide(
                 generation=generation,
@@ -650,17 +440,17 @@ class StopRun:
             )
             commit = self.recorder.candidate_done(generation, index, source, source, step)
             self._committed(generation, index, commit, step)
-            self._siblings.setdefault(generation, []).append(Sibling(index, None, "rejected"))
+            self.ledger.sibling(generation, Sibling(index, None, "rejected"))
             return 0.0
         run_source = decision.edited_source if decision.edited_source is not None else source
         result = await self.meta_utility(run_source, generation, index, f"g{generation}/c{index}")
         step = result_to_step(result, run_source, decision)
-        before = self._behaviours.get(source_hash(parent))
+        before = self.ledger.behaviour(parent)
         found = alarms(result.behaviour, before) if result.behaviour is not None else []
         step.flags = audit_source(run_source) + result.flags + [behaviour_flag(a) for a in found]
         commit = self.recorder.candidate_done(generation, index, source, run_source, step)
         self._committed(generation, index, commit, step)
-        self._siblings.setdefault(generation, []).append(Sibling(index, result.meta_utility))
+        self.ledger.sibling(generation, Sibling(index, result.meta_utility))
         return result.meta_utility
 
     # ------------------------------------------------------------------ the run
@@ -712,31 +502,3 @@ class StopRun:
             )
         )
         return status
-
-
-def scores_of(result: MetaResult) -> Scores:
-    return Scores.of([t.val for t in result.tests], [t.test for t in result.tests])
-
-
-def result_to_step(result: MetaResult | None, source: str, decision: Decision | None) -> StepResult:
-    if result is None:
-        return StepResult(
-            meta_utility=None, test_meta_utility=None, tests=[], flags=[], decision=decision
-        )
-    return StepResult(
-        meta_utility=result.meta_utility,
-        test_meta_utility=result.test_meta_utility,
-        tests=result.tests,
-        flags=list(result.flags),
-        decision=decision,
-        summary=summarize(source),
-        lm_calls=result.lm_calls,
-        utility_calls=result.utility_calls,
-        seconds=result.seconds,
-        behaviour=result.behaviour.to_json() if result.behaviour is not None else {},
-    )
-
-
-def behaviour_flag(alarm: str) -> Flag:
-    """A sharp change of behaviour, as a flag (``reject-flagged`` rejects it at adoption)."""
-    return Flag("behaviour", "changed", alarm)

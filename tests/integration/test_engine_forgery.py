@@ -14,7 +14,7 @@ import pytest
 
 from stop_tui.cli import main
 from stop_tui.engine.approval import ApprovalRequest, Decision, Gate, Policy, Purpose
-from stop_tui.engine.loop import source_hash
+from stop_tui.engine.meta_utility import source_hash
 from stop_tui.engine.recorder import StoreRecorder
 from stop_tui.engine.replay import RecordedRun, ReplayReport, load_recorded, replay
 from stop_tui.engine.session import seed_improver
