@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from stop_tui.errors import UserError
+from stop_tui.errors import UserError, read_text
 from stop_tui.keymap import check_keymap
 from stop_tui.settings_shape import (
     AT_LEAST_ONE,
@@ -331,14 +331,8 @@ _COMPLEX = {"prices", "keymap"}
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(
-            f"config file {path} does not exist", hint="check the path given to --config"
-        ) from None
-    except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+    missing = f"config file {path} does not exist"
+    text = read_text(path, "config file", missing, "check the path given to --config")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

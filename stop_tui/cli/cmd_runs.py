@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from stop_tui.cli.store_view import add_workspace_option, console, open_store, runs_table
+from stop_tui.cli.store_view import add_list_command, console, open_store, print_json, runs_table
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("runs", help="list the runs in a workspace")
-    add_workspace_option(p)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(handler=handle)
+    add_list_command(
+        subparsers, "runs", "list the runs in a workspace", handle, "print JSON instead of a table"
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
     store = open_store(args)
     runs = store.list_runs()
     if args.json:
-        print(json.dumps([r.to_json() for r in runs], indent=2))
-        return 0
+        return print_json(runs)
     out = console()
     if not runs:
         out.print(f"No runs in {store.path}.")

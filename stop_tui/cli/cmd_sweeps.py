@@ -6,15 +6,12 @@ import argparse
 import json
 from typing import Any
 
-from stop_tui.cli.store_view import add_workspace_option, console, fmt, open_store
+from stop_tui.cli.store_view import add_list_command, console, fmt, open_store, print_json
 from stop_tui.untrusted import rich_text
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("sweeps", help="list the sweeps of the workspace")
-    add_workspace_option(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=handle)
+    add_list_command(subparsers, "sweeps", "list the sweeps of the workspace", handle, "print JSON")
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -25,8 +22,7 @@ def handle(args: argparse.Namespace) -> int:
     store = open_store(args)
     sweeps = list_sweeps(store)
     if args.json:
-        print(json.dumps([r.to_json() for r in sweeps], indent=2))
-        return 0
+        return print_json(sweeps)
     states = {r.run_id: r.status for r in store.list_runs()} if store.exists else {}
     table = Table()
     for col in ("sweep", "name", "cells", "finished", "status", "created"):
@@ -84,6 +80,8 @@ def show(args: argparse.Namespace) -> int:
 def stats_table(stats: Any) -> Any:
     from rich.table import Table
 
+    from stop_tui.experiments.report import ci_text as ci
+
     table = Table(
         title=f"meta-utility per generation (mean, {int(stats.confidence * 100)}% CI over seeds)"
     )
@@ -99,13 +97,6 @@ def stats_table(stats: Any) -> Any:
         "val-test gap",
     ):
         table.add_column(col)
-
-    def ci(mean: float | None, low: float | None, high: float | None) -> str:
-        if mean is None:
-            return "-"
-        if low is None or high is None:
-            return f"{mean:.3f}"
-        return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
     for p in stats.curve:
         table.add_row(

@@ -25,31 +25,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from stop_tui.engine import events
 from stop_tui.engine.approval import (
     ApprovalRequest,
     Decision,
+    Gate,
     Purpose,
     SharedAnswers,
     human_identity,
 )
 from stop_tui.engine.audit import review_warnings
-from stop_tui.engine.events import (
-    ApprovalDecided,
-    BudgetExceededEvent,
-    CandidateProposed,
-    EngineError,
-    EvaluationProgress,
-    Event,
-    GenerationFinished,
-    GenerationStarted,
-    LMRequested,
-    LMResponded,
-    MetaUtilityEvaluated,
-    Notice,
-    RunFinished,
-    RunStarted,
-    SubscriberFailed,
-)
 from stop_tui.engine.evidence import Evidence
 from stop_tui.engine.loop import StopRun
 from stop_tui.store.answers import AnswerBoard
@@ -124,17 +109,7 @@ class HeadlessView:
                 )
                 continue
             answer, line = line.result(), None
-            if answer.startswith("a"):
-                decided = request.resolve(Decision.approve(human_identity()))
-            elif answer.startswith("g") and request.purpose is Purpose.CANDIDATE:
-                decided = request.resolve(
-                    Decision.approve(human_identity(), "approved the rest of this generation")
-                )
-                if decided:
-                    self.run.gate.approve_rest_of_generation(request.generation)
-            else:
-                reason = answer.partition(" ")[2].strip()
-                decided = request.resolve(Decision.reject(human_identity(), reason))
+            decided = resolve(request, answer, self.run.gate)
             if not decided:
                 self.console.print(
                     rich_text(
@@ -184,9 +159,9 @@ class HeadlessView:
 
     # -- events
 
-    def on_event(self, event: Event) -> None:
+    def on_event(self, event: events.Event) -> None:
         self.model.apply(event)
-        if isinstance(event, RunStarted):
+        if isinstance(event, events.RunStarted):
             resumed = (
                 f", resuming after generation {event.resumed_from_generation}"
                 if event.resumed_from_generation
@@ -203,23 +178,23 @@ class HeadlessView:
                 )
             )
             self.progress.update(self._gen_bar, completed=event.resumed_from_generation)
-        elif isinstance(event, GenerationStarted):
+        elif isinstance(event, events.GenerationStarted):
             self.console.print(
                 Text.assemble((f"generation {event.generation}", "bold"), " started")
             )
-        elif isinstance(event, CandidateProposed):
+        elif isinstance(event, events.CandidateProposed):
             line = rich_text(f"  candidate {event.index}: {event.summary}")
             if event.flags:
                 line.append_text(rich_text(f" flags: {'; '.join(event.flags)}", "red"))
             self.console.print(line)
-        elif isinstance(event, ApprovalDecided):
+        elif isinstance(event, events.ApprovalDecided):
             if not event.approved or not event.by.startswith("policy:"):
                 verdict = "approved" if event.approved else "rejected"
                 why = f" ({event.reason})" if event.reason else ""
                 self.console.print(rich_text(f"  {verdict} by {event.by}{why}"))
-        elif isinstance(event, EvaluationProgress):
+        elif isinstance(event, events.EvaluationProgress):
             self.progress.update(self._test_bar, completed=event.done, total=event.total)
-        elif isinstance(event, MetaUtilityEvaluated):
+        elif isinstance(event, events.MetaUtilityEvaluated):
             if event.index is None:
                 if event.generation == 0:
                     self.console.print(
@@ -235,7 +210,7 @@ class HeadlessView:
                         f"(tests {', '.join(f'{v:.2f}' for v in event.per_test)})"
                     )
                 )
-        elif isinstance(event, GenerationFinished):
+        elif isinstance(event, events.GenerationFinished):
             self.progress.advance(self._gen_bar)
             if event.adopted:
                 self.console.print(
@@ -252,9 +227,9 @@ class HeadlessView:
                         rich_text(f" ({event.reason})"),
                     )
                 )
-        elif isinstance(event, LMRequested):
+        elif isinstance(event, events.LMRequested):
             self._lm_status()
-        elif isinstance(event, LMResponded):
+        elif isinstance(event, events.LMResponded):
             self._lm_status()
             self.progress.advance(self._lm_bar)
             if event.error:
@@ -262,18 +237,18 @@ class HeadlessView:
                 line = Text("  LM request failed ", style="red")
                 line.append(f"({event.context}): {visible(event.error)}", style="")
                 self.console.print(line)
-        elif isinstance(event, Notice):
+        elif isinstance(event, events.Notice):
             line = Text("notice: ", style="yellow")
             line.append(visible(event.message))
             self.console.print(line)
-        elif isinstance(event, BudgetExceededEvent):
+        elif isinstance(event, events.BudgetExceededEvent):
             if event.budget.startswith("run:"):
                 self.console.print(
                     Text.assemble(("run budget reached: ", "bold red"), rich_text(event.message))
                 )
-        elif isinstance(event, EngineError):
+        elif isinstance(event, events.EngineError):
             self.console.print(Text.assemble(("error: ", "bold red"), rich_text(event.message)))
-        elif isinstance(event, SubscriberFailed):
+        elif isinstance(event, events.SubscriberFailed):
             self.console.print(
                 rich_text(
                     f"display error in {event.subscriber} on {event.event_kind}: {event.error} "
@@ -281,7 +256,7 @@ class HeadlessView:
                     "yellow",
                 )
             )
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, events.RunFinished):
             self.progress.stop()
 
     def _lm_status(self) -> None:
@@ -426,6 +401,23 @@ def _line_ready(cancelled: threading.Event) -> bool | None:
         if readable:
             return True
     return False
+
+
+def resolve(request: ApprovalRequest, answer: str, gate: Gate | None) -> bool:
+    """Decide ``request`` by a :func:`terminal_answer`: approve, approve the rest of this
+    generation (a candidate; ``gate``, when known, then approves its later candidates), or
+    reject with the reason given. False when another answerer decided it first."""
+    if answer.startswith("a"):
+        return request.resolve(Decision.approve(human_identity()))
+    if answer.startswith("g") and request.purpose is Purpose.CANDIDATE:
+        decided = request.resolve(
+            Decision.approve(human_identity(), "approved the rest of this generation")
+        )
+        if decided and gate is not None:
+            gate.approve_rest_of_generation(request.generation)
+        return decided
+    reason = answer.partition(" ")[2].strip()
+    return request.resolve(Decision.reject(human_identity(), reason))
 
 
 def visible(text: str) -> str:

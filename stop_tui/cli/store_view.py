@@ -1,11 +1,13 @@
-"""Shared bits of the store commands: the --workspace option and rich tables."""
+"""Shared bits of the store commands: the --workspace option, list commands and rich tables."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stop_tui.store import WORKSPACE_ENV, RunInfo, RunStore, StepInfo
 from stop_tui.untrusted import rich_text
@@ -24,6 +26,27 @@ def add_workspace_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"run workspace (a git repository; default ${WORKSPACE_ENV} or ./stop-runs)",
     )
+
+
+def add_list_command(
+    subparsers: Any,
+    name: str,
+    help: str,
+    handler: Callable[[argparse.Namespace], int],
+    json_help: str,
+) -> argparse.ArgumentParser:
+    """A command that lists what a workspace holds: ``--workspace`` and ``--json``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help)
+    add_workspace_option(parser)
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def print_json(items: Iterable[Any]) -> int:
+    """``--json``: each item's ``to_json()``, as one indented JSON list."""
+    print(json.dumps([item.to_json() for item in items], indent=2))
+    return 0
 
 
 def open_store(args: argparse.Namespace, *, create: bool = False) -> RunStore:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from stop_tui.cli.headless import show_request, terminal_answer
-from stop_tui.engine.approval import Decision, Purpose, human_identity
+from stop_tui.cli.headless import resolve, show_request, terminal_answer
+from stop_tui.engine.approval import Purpose
 from stop_tui.engine.events import EngineError, Event, GenerationFinished, RunStarted
 from stop_tui.experiments.controller import CellEvent, SweepController, SweepResult
 from stop_tui.untrusted import rich_text
@@ -68,18 +68,8 @@ class SweepView:
             text = await loop.run_in_executor(None, answer, candidate)
             if not request.pending:
                 continue
-            if text.startswith("a"):
-                request.resolve(Decision.approve(human_identity()))
-            elif text.startswith("g") and candidate:
-                prepared = self.controller.prepared.get(item.run_id)
-                if prepared is not None:
-                    prepared.run.gate.approve_rest_of_generation(request.generation)
-                request.resolve(
-                    Decision.approve(human_identity(), "approved the rest of this generation")
-                )
-            else:
-                reason = text.partition(" ")[2].strip()
-                request.resolve(Decision.reject(human_identity(), reason))
+            prepared = self.controller.prepared.get(item.run_id)
+            resolve(request, text, prepared.run.gate if prepared is not None else None)
 
     def table(self, result: SweepResult) -> Table:
         table = Table(title=rich_text(f"sweep {result.sweep_id}"))

@@ -78,7 +78,8 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _ci(mean: float | None, low: float | None, high: float | None) -> str:
+def ci_text(mean: float | None, low: float | None, high: float | None) -> str:
+    """A mean and its interval, as the tables show them: ``0.512 [0.401, 0.620]``."""
     if mean is None:
         return "-"
     if low is None or high is None:
@@ -112,8 +113,8 @@ def summary_markdown(data: dict[str, Any], figures: list[str]) -> str:
         lines.append(
             f"| {g['task']} | {g['model']} | {g['variant']} | {g['cells']} | {g['finished']} | "
             f"{g['failed']} | {g['stopped']} | {g['not_started']} | {g.get('final_generation', '-')} | "
-            f"{_ci(g.get('final_val_mean'), g.get('final_val_low'), g.get('final_val_high'))} | "
-            f"{_ci(g.get('final_change_mean'), g.get('final_change_low'), g.get('final_change_high'))} | "
+            f"{ci_text(g.get('final_val_mean'), g.get('final_val_low'), g.get('final_val_high'))} | "
+            f"{ci_text(g.get('final_change_mean'), g.get('final_change_low'), g.get('final_change_high'))} | "
             f"{share} |"
         )
     lines += [
@@ -126,9 +127,9 @@ def summary_markdown(data: dict[str, Any], figures: list[str]) -> str:
     for p in data["curve"]:
         lines.append(
             f"| {p['task']} | {p['model']} | {p['variant']} | {p['generation']} | {p['n']} | "
-            f"{_ci(p['val_mean'], p['val_low'], p['val_high'])} | "
-            f"{_ci(p['test_mean'], p['test_low'], p['test_high'])} | "
-            f"{_ci(p['gap_mean'], p['gap_low'], p['gap_high'])} |"
+            f"{ci_text(p['val_mean'], p['val_low'], p['val_high'])} | "
+            f"{ci_text(p['test_mean'], p['test_low'], p['test_high'])} | "
+            f"{ci_text(p['gap_mean'], p['gap_low'], p['gap_high'])} |"
         )
     lines += [
         "",

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stop_tui.config import Policy
-from stop_tui.errors import UserError
+from stop_tui.errors import UserError, read_text
 
 #: Run settings a sweep may set for every cell ([settings]) or per variant ([variants.NAME]).
 #: task, model, seed, generations and approval are the grid's own keys.
@@ -217,12 +217,6 @@ def _check_setting(where: str, full_key: str, key: str, value: Any) -> None:
 
 def load_sweep(path: Path) -> tuple[SweepSpec, str]:
     """The spec and the file's text (kept verbatim in the sweep's git record)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(
-            f"no sweep file at {path}", hint="pass the path of a .toml sweep file"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read sweep file {path}: {exc}") from None
+    hint = "pass the path of a .toml sweep file"
+    text = read_text(path, "sweep file", f"no sweep file at {path}", hint)
     return parse_sweep(text, str(path)), text

@@ -30,6 +30,7 @@ from stop_tui.experiments.controller import (
     SettingsFor,
     SweepController,
 )
+from stop_tui.experiments.report import ci_text as ci
 from stop_tui.experiments.stats import CurvePoint, SweepStats
 from stop_tui.keymap import label
 from stop_tui.store.store import RunStore
@@ -220,11 +221,6 @@ class SweepScreen(Screen[None]):
         self.query_one("#sweep-chart", Static).update(chart)
         table = self.query_one("#sweep-stats", DataTable)
         table.clear()
-
-        def ci(mean: float | None, low: float | None, high: float | None) -> str:
-            if mean is None:
-                return "-"
-            return f"{mean:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
 
         for p in stats.curve:
             table.add_row(
