@@ -166,6 +166,16 @@ def form_fields() -> list[tuple[str, str, str]]:
     ]
 
 
+#: The STOP budgets: whole numbers of at least 1 (one message for every front end).
+AT_LEAST_ONE = (
+    "generations",
+    "max_responses_per_call",
+    "lm_budget",
+    "utility_budget",
+    "meta_utility_budget",
+    "meta_utility_tests",
+)
+
 #: stop.toml's sections by concern: ``[endpoint]``, ``[run]``, ``[caps]``, ``[demo]``
 #: (``[prices]`` and ``[keymap]`` are tables of their own). A key of a section is
 #: also accepted at the top of the file (the flat form of earlier versions), and
@@ -190,12 +200,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "run": (
         "task",
-        "generations",
-        "max_responses_per_call",
-        "lm_budget",
-        "utility_budget",
-        "meta_utility_budget",
-        "meta_utility_tests",
+        *AT_LEAST_ONE,
         "seed",
         "approval",
         "workspace",
@@ -204,13 +209,3 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "caps": ("max_calls", "max_tokens_total", "max_cost", "max_prompt_chars"),
     "demo": ("demo_failure_rate", "demo_no_code_rate", "demo_latency"),
 }
-
-#: The STOP budgets: whole numbers of at least 1 (one message for every front end).
-AT_LEAST_ONE = (
-    "generations",
-    "max_responses_per_call",
-    "lm_budget",
-    "utility_budget",
-    "meta_utility_budget",
-    "meta_utility_tests",
-)

@@ -77,21 +77,24 @@ class GenerationFinished(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LMRequested(Event):
-    kind: ClassVar[str] = "lm_requested"
-    context: str
-    generation: int | None  # the generation whose work made the call (None: outside a run)
+class WorkEvent(Event):
+    """Base class of an event about work done for a generation and candidate."""
+
+    context: str  # a label for people (``g1/c2/t0``), never parsed
+    generation: int | None  # the generation whose work it was (None: outside a run)
     index: int | None  # ... and the candidate, when it was a candidate's evaluation
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMRequested(WorkEvent):
+    kind: ClassVar[str] = "lm_requested"
     n: int
     temperature: float
 
 
 @dataclass(frozen=True, kw_only=True)
-class LMResponded(Event):
+class LMResponded(WorkEvent):
     kind: ClassVar[str] = "lm_responded"
-    context: str
-    generation: int | None
-    index: int | None
     n: int
     prompt_tokens: int
     completion_tokens: int
@@ -133,11 +136,8 @@ class ApprovalDecided(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UtilityEvaluated(Event):
+class UtilityEvaluated(WorkEvent):
     kind: ClassVar[str] = "utility_evaluated"
-    context: str
-    generation: int | None
-    index: int | None
     task: str
     split: str
     score: float
@@ -167,11 +167,8 @@ class EvaluationProgress(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class BudgetExceededEvent(Event):
+class BudgetExceededEvent(WorkEvent):
     kind: ClassVar[str] = "budget_exceeded"
-    context: str
-    generation: int | None
-    index: int | None
     budget: str
     message: str
 

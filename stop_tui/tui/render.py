@@ -167,6 +167,15 @@ def code_diff(
             line.append_text(left if left is not None else (right or Text()))
         rows.append(line)
 
+    def changed(
+        lines: list[str], n: int, others: list[str], m: int, paired: bool, style: str
+    ) -> Text:
+        """Changed line ``n``: if ``paired`` (changed in place), the words that differ from
+        its counterpart ``others[m]`` marked."""
+        if paired:
+            return _word_marked(lines[n], others[m], style, marked)
+        return _code(lines[n], style)
+
     for group in matcher.get_grouped_opcodes(context):
         first, last = group[0], group[-1]
         rows.append(
@@ -188,37 +197,16 @@ def code_diff(
             if side:
                 for k in range(max(i2 - i1, j2 - j1)):
                     i, j = i1 + k, j1 + k
-                    left = right = None
-                    if i < i2:
-                        left = (
-                            _word_marked(old[i], new[j], deleted, marked)
-                            if k < paired
-                            else _code(old[i], deleted)
-                        )
-                    if j < j2:
-                        right = (
-                            _word_marked(new[j], old[i], inserted, marked)
-                            if k < paired
-                            else _code(new[j], inserted)
-                        )
+                    left = changed(old, i, new, j, k < paired, deleted) if i < i2 else None
+                    right = changed(new, j, old, i, k < paired, inserted) if j < j2 else None
                     row(i if i < i2 else None, j if j < j2 else None, left, right, "")
                 continue
             for k in range(i2 - i1):
-                i = i1 + k
-                left = (
-                    _word_marked(old[i], new[j1 + k], deleted, marked)
-                    if k < paired
-                    else _code(old[i], deleted)
-                )
-                row(i, None, left, None, "-")
+                row(i1 + k, None, changed(old, i1 + k, new, j1 + k, k < paired, deleted), None, "-")
             for k in range(j2 - j1):
-                j = j1 + k
-                right = (
-                    _word_marked(new[j], old[i1 + k], inserted, marked)
-                    if k < paired
-                    else _code(new[j], inserted)
+                row(
+                    None, j1 + k, None, changed(new, j1 + k, old, i1 + k, k < paired, inserted), "+"
                 )
-                row(None, j, None, right, "+")
     return CodeDiff(Text("\n", no_wrap=True, overflow="ignore").join(rows), changes)
 
 

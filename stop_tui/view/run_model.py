@@ -58,8 +58,20 @@ class CandidateRow:
     commit: str | None = None
 
 
+@dataclass(kw_only=True)
+class LMCounts:
+    """Language-model calls answered, and their tokens and cost (a run's, or a generation's)."""
+
+    lm_calls: int = 0
+    lm_failures: int = 0  # requests that failed (after retries)
+    last_lm_error: str = ""
+    tokens: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+
+
 @dataclass
-class GenerationRow:
+class GenerationRow(LMCounts):
     generation: int
     status: str = "running"  # seed | running | adopted | kept | unfinished
     meta_utility: float | None = None
@@ -70,12 +82,6 @@ class GenerationRow:
     proposed: int = 0
     approved: int = 0
     rejected: int = 0
-    lm_calls: int = 0
-    lm_failures: int = 0  # requests that failed (after retries)
-    last_lm_error: str = ""
-    tokens: int = 0
-    cost: float = 0.0
-    cost_known: bool = True
     flags: int = 0
     reason: str = ""
     commit: str | None = None
@@ -95,7 +101,7 @@ class LogLine:
 
 
 @dataclass
-class RunModel:
+class RunModel(LMCounts):
     run_id: str = ""
     task: str = ""
     model: str = ""
@@ -108,12 +114,6 @@ class RunModel:
     candidates: dict[tuple[int, int], CandidateRow] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)  # LM context -> requests
     evaluations: dict[tuple[int, int | None], tuple[int, int]] = field(default_factory=dict)
-    lm_calls: int = 0
-    lm_failures: int = 0  # requests that failed (after retries)
-    last_lm_error: str = ""
-    tokens: int = 0
-    cost: float = 0.0
-    cost_known: bool = True
     max_calls: int | None = None
     max_tokens: int | None = None
     max_cost: float | None = None
