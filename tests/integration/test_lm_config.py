@@ -155,6 +155,17 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load(tmp_path, file=tmp_path / "missing.toml")
 
 
+def test_a_config_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "stop.toml"
+    cfg.write_bytes(b'model = "\xff\xfe"\n')
+    with pytest.raises(UserError, match=r"cannot read config file .*stop\.toml: 'utf-8' codec"):
+        load(tmp_path, file=cfg)
+    directory = tmp_path / "dir.toml"
+    directory.mkdir()
+    with pytest.raises(UserError, match=r"cannot read config file .*dir\.toml: Is a directory"):
+        load(tmp_path, file=directory)
+
+
 def test_max_cost_needs_a_known_price(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         load(tmp_path, {"model": "mystery", "base_url": "http://127.0.0.1:1/v1", "max_cost": 1})
