@@ -216,7 +216,15 @@ class RayExecutor:
                 hint="start it with `ray start --head` or check the address",
             ) from None
         self._connected = True
-        self._start_actors(ray)
+        try:
+            self._start_actors(ray)
+        except BaseException:  # no node accepted (or probing failed): leave nothing behind
+            for node in self.nodes:
+                ray.kill(node.actor)
+            self.nodes = []
+            ray.shutdown()
+            self._connected = False
+            raise
         return self.reports
 
     def _start_actors(self, ray: Any) -> None:
@@ -273,6 +281,12 @@ class RayExecutor:
         if self._connected:
             ray.shutdown()
             self._connected = False
+
+    def describe(self) -> str:
+        return (
+            f"the Ray cluster at {self.cluster}: "
+            f"{len(self.nodes)} of {len(self.reports)} nodes accepted"
+        )
 
     # ------------------------------------------------------------ scheduling
 
