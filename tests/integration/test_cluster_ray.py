@@ -186,6 +186,7 @@ def test_a_demo_sweep_on_the_cluster_equals_the_local_sweep(
     )
     assert remote.returncode == 0, remote.stdout + remote.stderr
     assert f"ran on the Ray cluster at {cluster.address}: 2 of 2 nodes accepted" in remote.stdout
+    assert "SIGTERM" not in remote.stdout + remote.stderr  # Ray's notice, not the user's news
     (local_cells, local_numbers), (ray_cells, ray_numbers) = (
         sweep_results(tmp_path / where / "stop-runs") for where in ("local", "ray")
     )
