@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from stop_tui.cli.cmd_run import add_approve, answerer, approval_settings, run_headless
-from stop_tui.cli.common import add_common, saved_run_settings
+from stop_tui.cli.common import add_cluster, add_common, saved_run_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MAX_TOKENS",
         help="tokens one response may have from now on (default 4096)",
     )
+    add_cluster(parser)
     add_common(parser)
     parser.set_defaults(handler=handle)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stop_tui.cli.cmd_run import ASK
-from stop_tui.cli.common import add_common
+from stop_tui.cli.common import add_cluster, add_common
 from stop_tui.errors import UserError
 from stop_tui.settings_shape import Policy
 
@@ -40,16 +40,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="override the file's approval: auto, ask (at the terminal), reject-flagged",
     )
+    add_cluster(parser)
     add_common(parser)
     parser.set_defaults(handler=handle)
 
 
 def settings_factory(args: argparse.Namespace) -> Any:
-    """Cell overrides -> Settings, with the user's stop.toml and environment underneath."""
-    from stop_tui.config import load_settings
+    """Cell overrides -> Settings, with the user's stop.toml and environment underneath
+    (``--cluster`` over both: where the work runs is not part of the sweep file)."""
+    from stop_tui.config import load_settings, parse_cluster
+
+    cluster = getattr(args, "cluster", None)
+    flags = {} if cluster is None else {"cluster": parse_cluster(cluster)}  # bad: one line now
 
     def settings_for(overrides: dict[str, Any]) -> Settings:
-        return load_settings(overrides, getattr(args, "config", None))
+        return load_settings({**overrides, **flags}, getattr(args, "config", None))
 
     return settings_for
 
@@ -113,6 +118,7 @@ def run_sweep(args: argparse.Namespace, store: Any, record: Any, *, ask: bool) -
 
 def run_headless(controller: SweepController, *, ask: bool) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from stop_tui.cli.sweep_view import drive
 
@@ -128,6 +134,8 @@ def run_headless(controller: SweepController, *, ask: bool) -> int:
         console.print(f"stopped; the sweep is saved. Continue it with: stop-tui resume {sweep_id}")
         return 130
     console.print(view.table(result))
+    for where in result.clusters.values():
+        console.print(f"sandboxed work ran on {escape(where)}")
     console.print(
         f"peak concurrency {result.peak_concurrency}; "
         f"LM requests {result.budget.get('calls_used', 0)}; "

@@ -22,6 +22,15 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_cluster(parser: argparse.ArgumentParser) -> None:
+    """``--cluster`` for the commands that take no other run setting (sweep, resume)."""
+    from stop_tui.settings_shape import RUN_OPTIONS
+
+    parser.add_argument(
+        "--cluster", default=None, metavar="CLUSTER", help=RUN_OPTIONS["cluster"].description
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
     from stop_tui.settings_shape import cli_options

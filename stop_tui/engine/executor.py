@@ -40,6 +40,10 @@ class Executor(Protocol):
     async def close(self) -> None:
         """Release what :meth:`start` took (this machine's sandbox is its owner's)."""
 
+    def describe(self) -> str:
+        """Where the work runs, in a few words for people."""
+        ...
+
 
 class LocalExecutor:
     """This machine's sandbox (what every run used before executors existed)."""
@@ -60,3 +64,6 @@ class LocalExecutor:
 
     async def close(self) -> None:
         return None
+
+    def describe(self) -> str:
+        return "this machine's sandbox"

@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import socket
 import time
@@ -201,6 +202,9 @@ class RayExecutor:
         if address is None and not os.environ.get("RAY_ADDRESS"):
             address = "local"
         _reachable(address or os.environ.get("RAY_ADDRESS", ""))
+        # Joined from a worker thread (the event loop stays free), Ray leaves our SIGTERM
+        # handling alone, as it should, and says so on stderr: not news to the user.
+        logging.getLogger("ray._private.worker").addFilter(_no_sigterm_notice)
         try:
             ray.init(
                 address=address,
@@ -216,7 +220,15 @@ class RayExecutor:
                 hint="start it with `ray start --head` or check the address",
             ) from None
         self._connected = True
-        self._start_actors(ray)
+        try:
+            self._start_actors(ray)
+        except BaseException:  # no node accepted (or probing failed): leave nothing behind
+            for node in self.nodes:
+                ray.kill(node.actor)
+            self.nodes = []
+            ray.shutdown()
+            self._connected = False
+            raise
         return self.reports
 
     def _start_actors(self, ray: Any) -> None:
@@ -273,6 +285,12 @@ class RayExecutor:
         if self._connected:
             ray.shutdown()
             self._connected = False
+
+    def describe(self) -> str:
+        return (
+            f"the Ray cluster at {self.cluster}: "
+            f"{len(self.nodes)} of {len(self.reports)} nodes accepted"
+        )
 
     # ------------------------------------------------------------ scheduling
 
@@ -382,6 +400,10 @@ def _reachable(address: str) -> None:
             f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
             hint="start it with `ray start --head` or check the address",
         ) from None
+
+
+def _no_sigterm_notice(record: logging.LogRecord) -> bool:
+    return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -99,6 +99,8 @@ class SweepResult:
     outcomes: list[CellOutcome] = field(default_factory=list)
     peak_concurrency: int = 0
     budget: dict[str, Any] = field(default_factory=dict)
+    #: cluster address -> where its work ran ("the Ray cluster at ...: 2 of 2 nodes accepted")
+    clusters: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -133,6 +135,7 @@ class SweepController:
         self.running = 0
         self.peak = 0
         self.prepared: dict[str, Prepared] = {}  # run id -> the live cell
+        self.clusters: dict[str, str] = {}  # address -> Executor.describe()
 
     # ------------------------------------------------------------------ cells
 
@@ -197,6 +200,23 @@ class SweepController:
         share_budget(prepared.run, self.budget)
         return prepared
 
+    async def _connect(self, plan: dict[str, str]) -> None:
+        """Join the clusters the cells run on, once, before any cell starts: an address
+        that is wrong or unreachable stops the sweep with one line (resumable) instead
+        of failing every cell in turn."""
+        for entry in self.record.cells:
+            if plan[entry.run_id] == "skip":
+                continue
+            try:
+                settings = self.settings_for({**entry.cell.overrides, "workspace": self.store.path})
+            except Exception:  # the cell reports its own bad settings when it starts
+                continue
+            if settings.cluster and settings.cluster not in self._executors:
+                executor = await asyncio.to_thread(cluster_executor, settings, unsafe=self.unsafe)
+                if executor is not None:
+                    self._executors[settings.cluster] = executor
+                    self.clusters[settings.cluster] = executor.describe()
+
     async def _cell(
         self, entry: CellEntry, mode: str, limit: asyncio.Semaphore, sandbox: Sandbox
     ) -> CellOutcome:
@@ -250,6 +270,7 @@ class SweepController:
         status = "interrupted"
         try:
             await sandbox.start()
+            await self._connect(plan)
             tasks = []
             for entry in record.cells:
                 if plan[entry.run_id] == "skip":
@@ -269,6 +290,7 @@ class SweepController:
                 await executor.close()
             self._executors.clear()
             result.peak_concurrency = self.peak
+            result.clusters = dict(self.clusters)
             result.budget = self.budget.snapshot()
             record.status = status
             record.info.update(

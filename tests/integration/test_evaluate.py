@@ -76,6 +76,33 @@ async def test_seeded_random_solutions_score_the_same_from_a_spare() -> None:
     assert 0 < cold.score < 1
 
 
+UNSEEDED = textwrap.dedent(
+    """
+    import numpy as np
+
+    def algorithm(t, dist):
+        a, b = np.random.default_rng(), np.random.default_rng()
+        return "".join("AB"[int(x)] for x in a.integers(0, 2, len(t)) ^ b.integers(0, 2, len(t)))
+    """
+)
+
+
+async def test_unseeded_numpy_generators_repeat_in_every_child() -> None:
+    """``np.random.default_rng()`` takes OS entropy; in a child it takes the evaluation's
+    seed instead, so such a solution scores the same in every child, on every machine
+    (and in a replay), while two generators of one call still differ."""
+    task = get_task("str_grid_dist")
+    async with Sandbox() as sb:
+        runs = [await evaluate(task, UNSEEDED, "val", sb) for _ in range(2)]
+    async with Sandbox(spares=0) as sb:
+        runs.append(await evaluate(task, UNSEEDED, "val", sb))
+        runs.append(await evaluate(task, UNSEEDED, "val", sb, salt=1))
+    assert all(r.flag is None for r in runs[0].instances), runs[0].flags
+    assert summary(runs[0]) == summary(runs[1]) == summary(runs[2])
+    assert len({r.score for r in runs[0].instances}) > 1  # not one fixed string
+    assert summary(runs[3]) != summary(runs[0])  # another seed, other draws
+
+
 CHATTY = textwrap.dedent(
     """
     import sys

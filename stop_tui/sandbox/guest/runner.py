@@ -106,8 +106,14 @@ def _seed_random(payload: dict[str, Any]) -> None:
     random.seed(seed)
     with contextlib.suppress(Exception):
         import numpy
+        import numpy.random.bit_generator as bit_generator
 
         numpy.random.seed(seed % 2**32)
+        # numpy.random.default_rng() (and any SeedSequence without entropy) draws its
+        # entropy from the OS through this module global: from here on it comes from a
+        # stream of the same seed, so unseeded generators repeat on every machine too.
+        if callable(getattr(bit_generator, "randbits", None)):
+            setattr(bit_generator, "randbits", random.Random(seed).getrandbits)  # noqa: B010
 
 
 # -------------------------------------------------------------------- solution
