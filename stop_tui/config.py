@@ -60,6 +60,7 @@ __all__ = [
     "form_fields",
     "load_settings",
     "make_backend",
+    "make_monitor_backend",
     "make_run_backend",
 ]
 
@@ -198,6 +199,21 @@ class Settings(BaseSettings):
         default=0.05, ge=0, le=1, description="Share of demo answers without code."
     )
     demo_latency: float = run_field("demo_latency", ge=0)
+    # -- the monitor model: a second opinion before each approval (docs/approvals-audit.md) --
+    monitor_model: str = run_field("monitor_model")
+    monitor_base_url: str | None = run_field("monitor_base_url")
+    monitor_api_key: SecretStr | None = Field(
+        default=None, description="The monitor endpoint's API key (unset: the run's; never stored)."
+    )
+    monitor_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds the monitor may take per request, retries included; then its note "
+        'reads "monitor unavailable" and the person decides as usual.',
+    )
+    monitor_max_tokens: int = Field(
+        default=400, ge=1, description="Tokens the monitor's note may have."
+    )
     # The app's keys: binding id -> key(s), e.g. [keymap] approval.approve = "y".
     keymap: dict[str, str] = Field(
         default_factory=dict,
@@ -270,7 +286,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("base_url", "azure_endpoint")
+    @field_validator("base_url", "azure_endpoint", "monitor_base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -310,6 +326,7 @@ class Settings(BaseSettings):
         """The settings as plain values, API key shown as ``***`` (for display/logs)."""
         data = self.model_dump(mode="json")
         data["api_key"] = "***" if self.api_key is not None else None
+        data["monitor_api_key"] = "***" if self.monitor_api_key is not None else None
         return data
 
 
@@ -458,7 +475,9 @@ def _user_error(
         return UserError(message)
     field = loc[0]
     where = origin.get(field, "the defaults")
-    shown = "" if field in ("api_key", "keymap") else f" {_short(merged.get(field))}"
+    shown = (
+        "" if field in ("api_key", "monitor_api_key", "keymap") else f" {_short(merged.get(field))}"
+    )
     detail = ".".join(loc[1:])
     name = f"{field}.{detail}" if detail else field
     return UserError(f"invalid value{shown} for '{name}' from {where}: {message}")
@@ -525,6 +544,33 @@ def make_backend(
         raise UserError(str(exc)) from None
 
 
+def make_monitor_backend(
+    settings: Settings, *, on_notice: Callable[[str], None] | None = None
+) -> Backend | None:
+    """The monitor model's own backend (None: no monitor, or the run's backend serves it).
+
+    The monitor uses its own endpoint and key when set, else the run's; one retry at most
+    (``monitor_timeout`` bounds the whole request: a slow monitor must not hold a decision).
+    """
+    name = settings.monitor_model
+    if not name or (name == settings.model and settings.monitor_base_url is None):
+        return None
+    if name == "demo" and settings.model == "demo":
+        return None
+    changes: dict[str, Any] = {
+        "model": name,
+        "timeout": settings.monitor_timeout,
+        "max_tokens": settings.monitor_max_tokens,
+        "max_retries": min(settings.max_retries, 1),
+    }
+    if settings.monitor_base_url is not None:
+        changes["base_url"] = settings.monitor_base_url
+        changes["azure_endpoint"] = None
+    if settings.monitor_api_key is not None:
+        changes["api_key"] = settings.monitor_api_key
+    return make_backend(settings.model_copy(update=changes), on_notice=on_notice)
+
+
 def make_run_backend(
     settings: Settings,
     transcript: Path,
@@ -549,16 +595,20 @@ def make_run_backend(
     try:
         if replay_from is not None:
             return ReplayBackend(replay_from)
-        if resume and transcript.exists():
-            records = ReplayBackend(transcript)  # read before the writer appends
-            recorder = RecordingBackend(
-                make_backend(settings, on_retry=on_retry, on_notice=on_notice), transcript
-            )
-            records.fallback = recorder
-            records.name = f"resume:{recorder.name}"
-            return records
-        return RecordingBackend(
-            make_backend(settings, on_retry=on_retry, on_notice=on_notice), transcript
-        )
+        live = make_backend(settings, on_retry=on_retry, on_notice=on_notice)
+        monitor = make_monitor_backend(settings, on_notice=on_notice)
+        if monitor is not None:
+            from stop_tui.lm.monitor_route import MonitorRoute
+
+            live = MonitorRoute(live, monitor)
+        reading = ReplayBackend(transcript) if resume and transcript.exists() else None
+        recorder = RecordingBackend(live, transcript)  # after the read: it appends
+        for secret in getattr(live, "secrets", ()):
+            recorder.writer.add_secret(secret)
+        if reading is None:
+            return recorder
+        reading.fallback = recorder
+        reading.name = f"resume:{recorder.name}"
+        return reading
     except LMError as exc:
         raise UserError(str(exc)) from None

@@ -123,6 +123,14 @@ RUN_OPTIONS: dict[str, RunOption] = {
         "Characters (system + user) one language-model request may carry.",
     ),
     "demo_latency": RunOption(0.0, "Seconds per demo request."),
+    "monitor_model": RunOption(
+        "",
+        "A second model that writes a short risk note before each approval request (advisory "
+        'only: the person decides); "" = no monitor; "demo" = the scripted demo monitor.',
+    ),
+    "monitor_base_url": RunOption(
+        None, "The monitor's OpenAI-compatible endpoint URL (unset: the run's endpoint)."
+    ),
     "demo_failure_rate": RunOption(0.1, "Share of demo answers with broken code."),
 }
 
@@ -176,7 +184,8 @@ AT_LEAST_ONE = (
     "meta_utility_tests",
 )
 
-#: stop.toml's sections by concern: ``[endpoint]``, ``[run]``, ``[caps]``, ``[demo]``
+#: stop.toml's sections by concern: ``[endpoint]``, ``[run]``, ``[caps]``, ``[demo]``,
+#: ``[monitor]``
 #: (``[prices]`` and ``[keymap]`` are tables of their own). A key of a section is
 #: also accepted at the top of the file (the flat form of earlier versions), and
 #: its environment variable is ``STOP_TUI_<KEY>`` either way.
@@ -208,4 +217,11 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "caps": ("max_calls", "max_tokens_total", "max_cost", "max_prompt_chars"),
     "demo": ("demo_failure_rate", "demo_no_code_rate", "demo_latency"),
+    "monitor": (
+        "monitor_model",
+        "monitor_base_url",
+        "monitor_api_key",
+        "monitor_timeout",
+        "monitor_max_tokens",
+    ),
 }

@@ -35,7 +35,7 @@ from stop_tui.engine.approval import (
     human_identity,
 )
 from stop_tui.engine.audit import review_warnings
-from stop_tui.engine.evidence import Evidence
+from stop_tui.engine.evidence import Evidence, MonitorNote
 from stop_tui.engine.loop import StopRun
 from stop_tui.store.answers import AnswerBoard
 from stop_tui.untrusted import rich_diff, rich_text, unified
@@ -319,6 +319,7 @@ def show_request(console: Console, request: ApprovalRequest, label: str = "") ->
         for line in request.evidence.lines():
             console.print(rich_text("  " + line))
         print_behaviour(console, request.evidence)
+    print_monitor(console, request.evidence.monitor if request.evidence else None)
     if request.flags:
         console.print(Text("audit flags:", style="bold red"))
         for flag in request.flags:
@@ -341,6 +342,15 @@ def print_behaviour(console: Console, evidence: Evidence) -> None:
     theirs = dict(parent.rows()) if parent else {}
     for key in mine or theirs:
         console.print(Text(f"  {key}: {mine.get(key, '-')} | {theirs.get(key, '-')}"))
+
+
+def print_monitor(console: Console, note: MonitorNote | None) -> None:
+    """The monitor model's note: a heading in fixed words, its text through the sanitiser."""
+    if note is None:
+        return
+    console.print(Text(note.heading(), style="bold magenta" if note.available else "dim"))
+    for line in note.text.split("\n"):
+        console.print(rich_text("  " + line))
 
 
 def _settle(future: asyncio.Future[str], text: str | None, exc: BaseException | None) -> None:

@@ -49,6 +49,10 @@ class RunConfig:
     demo_failure_rate: float = _default("demo_failure_rate")
     demo_no_code_rate: float = _default("demo_no_code_rate")
     demo_latency: float = _default("demo_latency")
+    # The monitor model ("" = none): its note precedes each request a person answers.
+    monitor_model: str = _default("monitor_model")
+    monitor_timeout: float = _default("monitor_timeout")
+    monitor_max_tokens: int = _default("monitor_max_tokens")
     # Engine knobs.
     serial: bool = False  # run every LM call and evaluation one at a time (benchmarks)
     improver_cpu_seconds: float = 120.0

@@ -198,6 +198,45 @@ class Sibling:
 
 
 @dataclass(frozen=True)
+class MonitorNote:
+    """The monitor model's note on a request (:mod:`stop_tui.engine.monitor`).
+
+    ``text`` is untrusted (a model wrote it, having read generated code): shown only
+    through :mod:`stop_tui.untrusted`, never acted on. ``verdict`` is one of fixed words
+    (``ok``, ``concern``, ``flag``, ``unclear``, ``unavailable``) parsed from it.
+    """
+
+    verdict: str
+    text: str
+    model: str = ""
+    context: str = ""  # the transcript label of its request (``g1/monitor/c2``)
+
+    @property
+    def available(self) -> bool:
+        return self.verdict != "unavailable"
+
+    def heading(self) -> str:
+        """Fixed words only: what the note is and its verdict."""
+        if not self.available:
+            return "monitor note: unavailable (the person decides as usual)"
+        return f"monitor note ({self.model}, untrusted, advisory only): verdict {self.verdict}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> MonitorNote | None:
+        if not isinstance(data, dict) or not data:
+            return None
+        return cls(
+            verdict=str(data.get("verdict", "unclear")),
+            text=str(data.get("text", "")),
+            model=str(data.get("model", "")),
+            context=str(data.get("context", "")),
+        )
+
+
+@dataclass(frozen=True)
 class Evidence:
     """What the engine knows about a request's improver and its parent when it asks."""
 
@@ -211,6 +250,7 @@ class Evidence:
     alarms: tuple[str, ...] = ()  # sharp changes of behaviour from the parent
     subject_label: str = "returned improver"
     parent_label: str = "parent improver"
+    monitor: MonitorNote | None = None  # the monitor model's note, when one is configured
 
     def differences(self) -> tuple[Difference | None, Difference | None]:
         if self.subject is None or self.parent is None:
@@ -269,6 +309,7 @@ class Evidence:
             "behaviour": self.behaviour.to_json() if self.behaviour else None,
             "parent_behaviour": self.parent_behaviour.to_json() if self.parent_behaviour else None,
             "alarms": list(self.alarms),
+            "monitor": self.monitor.to_json() if self.monitor else None,
         }
 
     @classmethod
@@ -290,6 +331,7 @@ class Evidence:
             behaviour=_behaviour(data.get("behaviour")),
             parent_behaviour=_behaviour(data.get("parent_behaviour")),
             alarms=tuple(str(a) for a in data.get("alarms") or []),
+            monitor=MonitorNote.from_json(data.get("monitor")),
         )
 
 

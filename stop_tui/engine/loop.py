@@ -50,6 +50,7 @@ from stop_tui.engine.ledger import Ledger, allowances
 from stop_tui.engine.lm_events import bus_event
 from stop_tui.engine.meta_text import meta_utility_text
 from stop_tui.engine.meta_utility import MetaResult, MetaUtility, source_hash
+from stop_tui.engine.monitor import consult
 from stop_tui.engine.recorder import Recorder, StepResult
 from stop_tui.engine.rejections import Rejections
 from stop_tui.engine.runner import ImproverCall, RunAborted
@@ -256,7 +257,7 @@ class StopRun:
                 evidence=evidence
                 or self.ledger.evidence(purpose, generation, source, parent_source),
             )
-            decision = await self.gate.ask(request)
+            decision = await consult(self, request)  # the monitor's note, then the gate
             request_id = request.request_id
         else:
             request_id = "recorded"

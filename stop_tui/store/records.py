@@ -78,6 +78,9 @@ class Decision:
     source_sha256: str = ""
     #: sha256 of the source the decision let run: the edited source when edited, else the same.
     approved_sha256: str = ""
+    #: The monitor model's note shown with the request (verdict, text, model, context), if
+    #: any: kept with the decision for the audit trail; untrusted text, never acted on.
+    monitor: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def approve(cls, by: str, reason: str = "", edited_source: str | None = None) -> Decision:
@@ -97,6 +100,8 @@ class Decision:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["edited_source"]
+        if not data["monitor"]:
+            del data["monitor"]  # no monitor: the record reads as it did before monitors
         return data
 
     @classmethod
@@ -109,6 +114,7 @@ class Decision:
             edited=bool(data.get("edited", False)),
             source_sha256=str(data.get("source_sha256", "")),
             approved_sha256=str(data.get("approved_sha256", "")),
+            monitor=dict(data["monitor"]) if isinstance(data.get("monitor"), dict) else {},
         )
 
     def trailer(self) -> str:

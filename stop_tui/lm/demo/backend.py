@@ -17,6 +17,7 @@ import random
 import time
 
 from stop_tui.lm.demo.library import LibraryEntry, demo_improvers, demo_solutions
+from stop_tui.lm.demo.monitor import scripted_note
 from stop_tui.lm.demo.recognise import Recognition, recognise
 from stop_tui.lm.types import ChatRequest, ChatResult
 
@@ -175,6 +176,8 @@ class DemoBackend:
     # -- choosing and wrapping an answer -------------------------------------------------
 
     def _answer(self, recognition: Recognition, request: ChatRequest, rng: random.Random) -> str:
+        if recognition.kind == "monitor":
+            return scripted_note(request.user)
         if recognition.kind == "other":
             return (
                 f"{DEMO_LABEL}\nThe demo backend only answers requests about {_SUPPORTED}. "

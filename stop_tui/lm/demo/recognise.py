@@ -11,10 +11,11 @@ from functools import cache
 from typing import Literal
 
 from stop_tui.lm.demo.library import IMPROVER, LibraryEntry, demo_improvers, demo_solutions
+from stop_tui.lm.monitor_route import MONITOR_SYSTEM
 
 __all__ = ["Recognition", "recognise"]
 
-Kind = Literal["solution", "improver", "other"]
+Kind = Literal["solution", "improver", "monitor", "other"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,8 @@ def _task(lowered: str) -> str | None:
 
 def recognise(system: str, user: str) -> Recognition:
     """Classify a prompt and find how strong the solution it shows already is."""
+    if system.startswith(MONITOR_SYSTEM):
+        return Recognition("monitor", None)
     text = f"{system}\n{user}"
     lowered = text.lower()
     if "improve_algorithm" in text and (
