@@ -109,6 +109,8 @@ async def test_a_note_reaches_the_request_and_the_record_and_replays_offline(
         transcript = work_transcript_path(store, config.run_id)
         labels = [r.request.context for r in read_transcript(transcript)]
         assert labels.count("g1/monitor/c0") == 1
+        # Counted toward the run's caps like every other request.
+        assert run.run_budget.calls_used == len(labels)
         served = len(chats)
         openai_server.stop()
         run.backend = ReplayBackend(transcript)
@@ -260,3 +262,34 @@ def test_monitor_settings_come_from_the_monitor_section_the_environment_and_flag
     with pytest.raises(UserError) as info:
         load_settings({"model": "demo"}, config, environ={}, cwd=tmp_path)
     assert "monitor_base_url" in info.value.line()
+
+
+async def test_the_run_backend_routes_monitor_requests_and_redacts_the_monitor_key(
+    openai_server: OpenAIServer, tmp_path: Path
+) -> None:
+    from stop_tui.config import make_run_backend
+    from stop_tui.lm.types import ChatRequest
+
+    openai_server.api_key = "the-right-key"  # the monitor sends another: 401, key echoed
+    settings = load_settings(
+        {
+            "model": "demo",
+            "monitor_model": "test-model",
+            "monitor_base_url": openai_server.base_url,
+        },
+        environ={"STOP_TUI_MONITOR_API_KEY": "sk-monitor-secret"},
+        cwd=tmp_path,
+    )
+    transcript = tmp_path / "transcript.jsonl"
+    backend = make_run_backend(settings, transcript)
+    proposal = ChatRequest("demo", "You improve improvers.", "improve_algorithm", context="g1/meta")
+    await backend.complete(proposal)
+    assert openai_server.count() == 0  # the run's own requests never reach the monitor
+    monitor = ChatRequest("test-model", MONITOR_SYSTEM, "diff", context="g1/monitor/c0")
+    with pytest.raises(Exception, match=r"401|API key"):
+        await backend.complete(monitor)
+    assert openai_server.count() == 1
+    await backend.aclose()
+    text = transcript.read_text()
+    assert "g1/monitor/c0" in text and "g1/meta" in text
+    assert "sk-monitor-secret" not in text  # redacted like the run's own key (never stored)
