@@ -230,6 +230,8 @@ class SharedAnswers:
             mine = dict(evidence.behaviour.rows()) if evidence.behaviour else {}
             theirs = dict(evidence.parent_behaviour.rows()) if evidence.parent_behaviour else {}
             review += [f"{k}: {mine.get(k, '-')} | {theirs.get(k, '-')}" for k in mine or theirs]
+            if evidence.monitor is not None:  # untrusted: shown through the sanitiser
+                review += [evidence.monitor.heading(), *evidence.monitor.text.split("\n")]
         data = self.board.publish(
             {
                 "request_id": request.request_id,

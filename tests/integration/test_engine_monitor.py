@@ -293,3 +293,26 @@ async def test_the_run_backend_routes_monitor_requests_and_redacts_the_monitor_k
     text = transcript.read_text()
     assert "g1/monitor/c0" in text and "g1/meta" in text
     assert "sk-monitor-secret" not in text  # redacted like the run's own key (never stored)
+
+
+async def test_a_second_terminal_sees_the_note_with_the_published_request(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from stop_tui.engine.approval import SharedAnswers
+    from stop_tui.store.answers import AnswerBoard
+    from tests.support.tui import adoption_request
+
+    request = adoption_request()
+    assert request.evidence is not None
+    note = MonitorNote("concern", "It spends\x1b[2J its whole budget.\nVERDICT: concern", "m")
+    request = replace(request, evidence=replace(request.evidence, monitor=note))
+    board = AnswerBoard(tmp_path, request.run_id)
+    shared = SharedAnswers(Gate(Policy.EVERY_CANDIDATE), board)
+    shared.offer(request)
+    import json
+
+    written = json.loads(board.request_path(request.request_id).read_text(encoding="utf-8"))
+    review = written["review"]  # what `stop-tui pending` prints (through the sanitiser)
+    assert note.heading() in review and "It spends\x1b[2J its whole budget." in review
