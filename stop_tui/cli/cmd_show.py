@@ -104,6 +104,11 @@ def handle(args: argparse.Namespace) -> int:
             + (" (edited)" if d.edited else "")
             + (f": {d.reason}" if d.reason else "")
         )
+        from stop_tui.engine.evidence import MonitorNote
+
+        note = MonitorNote.from_json(d.monitor)  # untrusted text: printed through rich_text
+        if note is not None:
+            lines += [note.heading(), *("  " + line for line in note.text.split("\n"))]
     for line in lines:
         out.print(rich_text(line))
     for warning in review_warnings(source):

@@ -316,3 +316,24 @@ async def test_a_second_terminal_sees_the_note_with_the_published_request(
     written = json.loads(board.request_path(request.request_id).read_text(encoding="utf-8"))
     review = written["review"]  # what `stop-tui pending` prints (through the sanitiser)
     assert note.heading() in review and "It spends\x1b[2J its whole budget." in review
+
+
+def test_a_demo_run_with_the_demo_monitor_keeps_its_notes_in_the_record(tmp_path: Path) -> None:
+    """The command line end to end, offline: --monitor-model demo under reject-flagged, then
+    `stop-tui show` prints the note committed with each decision, and replay reproduces."""
+    import json
+
+    from tests.integration.test_cli_run import SMALL, cli
+
+    result = cli(
+        "run", "--headless", "--model", "demo", "--monitor-model", "demo",
+        "--approve", "reject-flagged", "--generations", "1", *SMALL, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads(cli("runs", "--json", cwd=tmp_path).stdout)[0]["run_id"]
+    shown = cli("show", run_id, "1", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "monitor note (demo, untrusted, advisory only): verdict " in shown.stdout
+    assert "Scripted demo monitor note (offline, not a language model)." in shown.stdout
+    replayed = cli("replay", run_id, cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
