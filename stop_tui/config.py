@@ -314,12 +314,15 @@ class Settings(BaseSettings):
         if "max_cost" not in self.model_fields_set and price is not None and max(price) > 0:
             self.max_cost = DEFAULT_MAX_COST
             self.model_fields_set.discard("max_cost")  # a default, not the user's choice
-        if self.max_cost is not None and self.model != "demo" and price is None:
-            raise ValueError(
-                f"max_cost is set but the price of model {self.model!r} is unknown: "
-                f'add it to [prices] in stop.toml ("{self.model}" = '
-                "{ prompt = ..., completion = ... }, dollars per 1M tokens)"
-            )
+        for name in (self.model, self.monitor_model):
+            # The monitor's calls count toward max_cost too: its price must be known.
+            unpriced = name not in ("", "demo") and price_of(name, self.prices) is None
+            if self.max_cost is not None and unpriced:
+                raise ValueError(
+                    f"max_cost is set but the price of model {name!r} is unknown: "
+                    f'add it to [prices] in stop.toml ("{name}" = '
+                    "{ prompt = ..., completion = ... }, dollars per 1M tokens)"
+                )
         return self
 
     def redacted(self) -> dict[str, Any]:

@@ -337,3 +337,23 @@ def test_a_demo_run_with_the_demo_monitor_keeps_its_notes_in_the_record(tmp_path
     assert "Scripted demo monitor note (offline, not a language model)." in shown.stdout
     replayed = cli("replay", run_id, cwd=tmp_path)
     assert replayed.returncode == 0, replayed.stderr
+
+
+def test_a_cost_cap_needs_the_monitors_price_too(tmp_path: Path) -> None:
+    from stop_tui.config import UserError
+
+    with pytest.raises(UserError) as info:
+        load_settings(
+            {"model": "gpt-4o-mini", "monitor_model": "my-local-judge"}, environ={}, cwd=tmp_path
+        )  # gpt-4o-mini is priced: the default $20 cap applies, so the monitor needs a price
+    assert "my-local-judge" in info.value.line() and "[prices]" in info.value.line()
+    priced = load_settings(
+        {
+            "model": "gpt-4o-mini",
+            "monitor_model": "my-local-judge",
+            "prices": {"my-local-judge": [0.0, 0.0]},
+        },
+        environ={},
+        cwd=tmp_path,
+    )
+    assert priced.max_cost == 20.0
