@@ -206,14 +206,9 @@ class Settings(BaseSettings):
         default=None, description="The monitor endpoint's API key (unset: the run's; never stored)."
     )
     monitor_timeout: float = Field(
-        default=60.0,
-        gt=0,
-        description="Seconds the monitor may take per request, retries included; then its note "
-        'reads "monitor unavailable" and the person decides as usual.',
+        default=60.0, gt=0, description='Seconds per monitor note (then "monitor unavailable").'
     )
-    monitor_max_tokens: int = Field(
-        default=400, ge=1, description="Tokens the monitor's note may have."
-    )
+    monitor_max_tokens: int = Field(default=400, ge=1, description="Tokens of one monitor note.")
     # The app's keys: binding id -> key(s), e.g. [keymap] approval.approve = "y".
     keymap: dict[str, str] = Field(
         default_factory=dict,
@@ -314,8 +309,7 @@ class Settings(BaseSettings):
         if "max_cost" not in self.model_fields_set and price is not None and max(price) > 0:
             self.max_cost = DEFAULT_MAX_COST
             self.model_fields_set.discard("max_cost")  # a default, not the user's choice
-        for name in (self.model, self.monitor_model):
-            # The monitor's calls count toward max_cost too: its price must be known.
+        for name in (self.model, self.monitor_model):  # the monitor's calls count too
             unpriced = name not in ("", "demo") and price_of(name, self.prices) is None
             if self.max_cost is not None and unpriced:
                 raise ValueError(
@@ -550,25 +544,15 @@ def make_backend(
 def make_monitor_backend(
     settings: Settings, *, on_notice: Callable[[str], None] | None = None
 ) -> Backend | None:
-    """The monitor model's own backend (None: no monitor, or the run's backend serves it).
-
-    The monitor uses its own endpoint and key when set, else the run's; one retry at most
-    (``monitor_timeout`` bounds the whole request: a slow monitor must not hold a decision).
-    """
+    """The monitor's own backend: its endpoint and key when set, else the run's; one retry at
+    most. None: no monitor, or the run's backend serves it (the same model and endpoint)."""
     name = settings.monitor_model
     if not name or (name == settings.model and settings.monitor_base_url is None):
         return None
-    if name == "demo" and settings.model == "demo":
-        return None
-    changes: dict[str, Any] = {
-        "model": name,
-        "timeout": settings.monitor_timeout,
-        "max_tokens": settings.monitor_max_tokens,
-        "max_retries": min(settings.max_retries, 1),
-    }
+    changes: dict[str, Any] = {"model": name, "timeout": settings.monitor_timeout}
+    changes["max_retries"] = min(settings.max_retries, 1)
     if settings.monitor_base_url is not None:
-        changes["base_url"] = settings.monitor_base_url
-        changes["azure_endpoint"] = None
+        changes |= {"base_url": settings.monitor_base_url, "azure_endpoint": None}
     if settings.monitor_api_key is not None:
         changes["api_key"] = settings.monitor_api_key
     return make_backend(settings.model_copy(update=changes), on_notice=on_notice)
@@ -591,6 +575,7 @@ def make_run_backend(
     * ``resume=True``: serve what ``transcript`` already holds, go live for the rest,
       and append the new requests to the same transcript.
     """
+    from stop_tui.lm.monitor_route import with_monitor
     from stop_tui.lm.replay import ReplayBackend
     from stop_tui.lm.transcript import RecordingBackend
     from stop_tui.lm.types import LMError
@@ -599,15 +584,9 @@ def make_run_backend(
         if replay_from is not None:
             return ReplayBackend(replay_from)
         live = make_backend(settings, on_retry=on_retry, on_notice=on_notice)
-        monitor = make_monitor_backend(settings, on_notice=on_notice)
-        if monitor is not None:
-            from stop_tui.lm.monitor_route import MonitorRoute
-
-            live = MonitorRoute(live, monitor)
+        live = with_monitor(live, make_monitor_backend(settings, on_notice=on_notice))
         reading = ReplayBackend(transcript) if resume and transcript.exists() else None
         recorder = RecordingBackend(live, transcript)  # after the read: it appends
-        for secret in getattr(live, "secrets", ()):
-            recorder.writer.add_secret(secret)
         if reading is None:
             return recorder
         reading.fallback = recorder

@@ -20,6 +20,11 @@ def is_monitor_request(request: ChatRequest) -> bool:
     return MONITOR_SEGMENT in request.context.split("/")
 
 
+def with_monitor(main: Backend, monitor: Backend | None) -> Backend:
+    """``main``, or a :class:`MonitorRoute` when the monitor has a backend of its own."""
+    return main if monitor is None else MonitorRoute(main, monitor)
+
+
 class MonitorRoute:
     """A :class:`~stop_tui.lm.types.Backend`: monitor requests to ``monitor``, the rest to ``main``."""
 

@@ -311,6 +311,8 @@ class RecordingBackend:
         secret = getattr(inner, "_secret", None)
         if isinstance(secret, str):
             self.writer.add_secret(secret)
+        for more in getattr(inner, "secrets", ()):  # a router's backends (lm.monitor_route)
+            self.writer.add_secret(more)
         self.name = inner.name
 
     def __repr__(self) -> str:

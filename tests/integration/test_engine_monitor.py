@@ -94,6 +94,7 @@ async def test_a_note_reaches_the_request_and_the_record_and_replays_offline(
         system, user = (m["content"] for m in chats[0].json["messages"])
         assert system.startswith(MONITOR_SYSTEM) and "## Diff against its parent" in user
         assert chats[0].json["model"] == "test-model"
+        assert chats[0].json["max_tokens"] == config.monitor_max_tokens  # a short note
         assert chats[0].headers["authorization"] == "Bearer sk-monitor"
         # Published like any LM call, under its own label.
         contexts = {e.context for e in run.bus.history if isinstance(e, LMRequested)}
