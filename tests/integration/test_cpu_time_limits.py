@@ -118,11 +118,11 @@ async def test_the_verdict_is_cpu_time_and_the_wall_clock_is_only_a_backstop() -
 
 @pytest.fixture
 def busy_cores() -> Iterator[None]:
-    """Three processes spinning on the 2 cores (bounded by ``timeout``; killed after)."""
-    spinners = [
-        subprocess.Popen(["timeout", "600", sys.executable, "-c", "while True: pass"])
-        for _ in range(3)
-    ]
+    """Three processes spinning on the 2 cores (killed after; bounded by RLIMIT_CPU in
+    case the test process dies first). No ``timeout`` wrapper: killing the wrapper left
+    its spinning child behind for the rest of the test session."""
+    spin = "import resource\nresource.setrlimit(resource.RLIMIT_CPU, (300, 300))\nwhile True: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(3)]
     try:
         yield
     finally:
