@@ -20,6 +20,11 @@ waits for a concurrency slot) closes the HTTP connection: the server sees the cl
 go away and the retry is never sent while the same request is still being served.
 A server that rejects ``stream_options`` (HTTP 400 naming it) is asked without it;
 one that rejects streaming is asked without streaming (the timeout still cancels).
+While a request streams, ``on_progress`` is told how far it has got
+(:class:`~stop_tui.lm.types.StreamProgress`: approximate tokens so far, seconds since
+it was sent): once when the stream opens, then at most every ``progress_interval``
+seconds (checked as chunks arrive: a clock read per chunk, nothing more), and once
+when it ends however it ends (``done``), so a slow local model looks slow, not frozen.
 At most ``max_concurrency`` requests are in flight; the rest queue. Unset, it is 1
 for a server on this machine (llama.cpp, Ollama, LM Studio serve one request at a
 time by default) and 4 otherwise.
@@ -64,7 +69,9 @@ from stop_tui.lm.types import (
     ChatRequest,
     ChatResult,
     FatalLMError,
+    ProgressHook,
     RejectedLMError,
+    StreamProgress,
     TransientLMError,
 )
 
@@ -220,6 +227,8 @@ class OpenAIBackend:
         rng: random.Random | None = None,
         on_retry: RetryHook | None = None,
         on_notice: NoticeHook | None = None,
+        on_progress: ProgressHook | None = None,
+        progress_interval: float = 0.25,
     ) -> None:
         if not model:
             raise FatalLMError("no model name given: set 'model' in stop.toml or pass --model")
@@ -241,6 +250,9 @@ class OpenAIBackend:
         self._rng = rng or random.Random()
         self._on_retry = on_retry
         self._on_notice = on_notice
+        self._on_progress = on_progress
+        self.progress_interval = float(progress_interval)
+        self._streams = 0  # streamed requests so far (numbers their progress reports)
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._secret = api_key or ""
         #: Parameters this endpoint rejected (learned from its errors; see module docs).
@@ -485,7 +497,7 @@ class OpenAIBackend:
     async def _once(self, request: ChatRequest, n: int, attempt: int) -> _Reply:
         kwargs = self._kwargs(request, n)
         if kwargs.get("stream"):
-            texts, usage = await self._streamed(kwargs)
+            texts, usage = await self._streamed(kwargs, request.context)
         else:
             response = await self._client.chat.completions.create(**kwargs)
             choices = getattr(response, "choices", None)
@@ -522,31 +534,96 @@ class OpenAIBackend:
             retries=attempt,
         )
 
-    async def _streamed(self, kwargs: dict[str, Any]) -> tuple[list[str], Any]:
+    async def _streamed(self, kwargs: dict[str, Any], context: str) -> tuple[list[str], Any]:
         """Read a streamed completion: the choices' texts by index and the usage (from
         the last chunk, when the server sends one). The stream is closed however this
-        ends (a timeout cancels it here), which closes the HTTP connection."""
-        stream = await self._client.chat.completions.create(**kwargs)
+        ends (a timeout cancels it here), which closes the HTTP connection. Progress
+        goes to ``on_progress`` (see the module's docs)."""
+        self._streams += 1
+        meter = _Meter(self._streams, context, self._on_progress, self.progress_interval)
         parts: dict[int, list[str]] = {}
         usage: Any = None
         try:
-            async for chunk in stream:
-                if getattr(chunk, "usage", None) is not None:
-                    usage = chunk.usage
-                for choice in getattr(chunk, "choices", None) or []:
-                    index = int(getattr(choice, "index", 0) or 0)
-                    delta = getattr(choice, "delta", None)
-                    content = getattr(delta, "content", None) if delta is not None else None
-                    piece = parts.setdefault(index, [])
-                    if isinstance(content, str):
-                        piece.append(content)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise _Malformed(f"unreadable stream ({exc})") from None
+            stream = await self._client.chat.completions.create(**kwargs)
+            meter.report()
+            try:
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None) is not None:
+                        usage = chunk.usage
+                    for choice in getattr(chunk, "choices", None) or []:
+                        index = int(getattr(choice, "index", 0) or 0)
+                        delta = getattr(choice, "delta", None)
+                        content = getattr(delta, "content", None) if delta is not None else None
+                        piece = parts.setdefault(index, [])
+                        if isinstance(content, str):
+                            piece.append(content)
+                            meter.chunk(len(content))
+                        elif delta is not None:
+                            meter.chunk(_reasoning_chars(delta))
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise _Malformed(f"unreadable stream ({exc})") from None
+            finally:
+                await stream.close()
         finally:
-            await stream.close()
+            meter.report(done=True)
         if not parts:
             raise _Malformed("the stream had no choices")
         return ["".join(parts[i]) for i in sorted(parts)], usage
+
+
+def _reasoning_chars(delta: Any) -> int:
+    """Characters of hidden reasoning a chunk streams (DeepSeek's and llama.cpp's
+    ``reasoning_content``, OpenRouter's ``reasoning``): progress too, never an answer."""
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(delta, name, None)
+        if isinstance(value, str) and value:
+            return len(value)
+    extra = getattr(delta, "model_extra", None) or {}
+    for name in ("reasoning_content", "reasoning"):
+        value = extra.get(name) if isinstance(extra, dict) else None
+        if isinstance(value, str) and value:
+            return len(value)
+    return 0
+
+
+class _Meter:
+    """One stream's progress: counts chunks and characters, reports to the hook at most
+    every ``interval`` seconds (a clock read per chunk; no task, no timer)."""
+
+    __slots__ = ("chars", "chunks", "context", "hook", "interval", "last", "reported", "start",
+                 "stream")  # fmt: skip
+
+    def __init__(self, stream: int, context: str, hook: ProgressHook | None, interval: float):
+        self.stream = stream
+        self.context = context
+        self.hook = hook
+        self.interval = interval
+        self.start = time.monotonic()
+        self.last = self.start
+        self.chunks = 0
+        self.chars = 0
+        self.reported = -1  # tokens in the last report (-1: none yet, the stream is not open)
+
+    def chunk(self, chars: int) -> None:
+        if chars <= 0:
+            return  # a role-only or empty delta carries nothing
+        self.chunks += 1
+        self.chars += chars
+        if self.hook is not None and time.monotonic() - self.last >= self.interval:
+            self.report()
+
+    def report(self, *, done: bool = False) -> None:
+        """Report the tokens so far: when the stream opens, when there are new ones, and
+        (``done``) once at the end of a stream that opened."""
+        hook = self.hook
+        tokens = max(self.chunks, self.chars // 4)
+        if hook is None or (done and self.reported < 0) or (not done and tokens <= self.reported):
+            return
+        self.last, self.reported = time.monotonic(), tokens
+        try:
+            hook(StreamProgress(self.stream, self.context, tokens, self.last - self.start, done))
+        except Exception:  # a display's failure never breaks a request: stop telling it
+            self.hook = None
 
 
 def error_text(exc: openai.APIStatusError, limit: int = 300, *, dump_body: bool = True) -> str:
