@@ -23,8 +23,9 @@ one that rejects streaming is asked without streaming (the timeout still cancels
 While a request streams, ``on_progress`` is told how far it has got
 (:class:`~stop_tui.lm.types.StreamProgress`: approximate tokens so far, seconds since
 it was sent): once when the stream opens, then at most every ``progress_interval``
-seconds (checked as chunks arrive: a clock read per chunk, nothing more), and once
-when it ends however it ends (``done``), so a slow local model looks slow, not frozen.
+seconds (a clock read per chunk; what the interval held back goes out at its end), and
+once when it ends however it ends (``done``), so a slow local model looks slow, not
+frozen.
 At most ``max_concurrency`` requests are in flight; the rest queue. Unset, it is 1
 for a server on this machine (llama.cpp, Ollama, LM Studio serve one request at a
 time by default) and 4 otherwise.
@@ -587,19 +588,22 @@ def _reasoning_chars(delta: Any) -> int:
 
 
 class _Meter:
-    """One stream's progress: counts chunks and characters, reports to the hook at most
-    every ``interval`` seconds (a clock read per chunk; no task, no timer)."""
+    """One stream's progress: counts chunks and characters and reports them to the hook
+    at most every ``interval`` seconds. A chunk costs a clock read; chunks held back by
+    the interval are reported by one timer at its end (a burst followed by a long wait
+    shows the burst), never by a task of their own."""
 
-    __slots__ = ("chars", "chunks", "context", "hook", "interval", "last", "reported", "start",
-                 "stream")  # fmt: skip
+    __slots__ = ("chars", "chunks", "context", "hook", "interval", "last", "loop", "reported",
+                 "start", "stream", "timer")  # fmt: skip
 
     def __init__(self, stream: int, context: str, hook: ProgressHook | None, interval: float):
         self.stream = stream
         self.context = context
         self.hook = hook
         self.interval = interval
-        self.start = time.monotonic()
-        self.last = self.start
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None
+        self.start = self.last = time.monotonic()
         self.chunks = 0
         self.chars = 0
         self.reported = -1  # tokens in the last report (-1: none yet, the stream is not open)
@@ -609,17 +613,27 @@ class _Meter:
             return  # a role-only or empty delta carries nothing
         self.chunks += 1
         self.chars += chars
-        if self.hook is not None and time.monotonic() - self.last >= self.interval:
+        if self.hook is None or self.timer is not None or self.reported < 0:
+            return
+        wait = self.interval - (time.monotonic() - self.last)
+        if wait <= 0:
             self.report()
+        else:
+            self.timer = self.loop.call_later(wait, self.report)
 
     def report(self, *, done: bool = False) -> None:
         """Report the tokens so far: when the stream opens, when there are new ones, and
         (``done``) once at the end of a stream that opened."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         hook = self.hook
         tokens = max(self.chunks, self.chars // 4)
         if hook is None or (done and self.reported < 0) or (not done and tokens <= self.reported):
             return
         self.last, self.reported = time.monotonic(), tokens
+        if done:
+            self.hook = None  # nothing follows the end
         try:
             hook(StreamProgress(self.stream, self.context, tokens, self.last - self.start, done))
         except Exception:  # a display's failure never breaks a request: stop telling it
