@@ -66,13 +66,13 @@ from typing import Any
 import openai
 
 from stop_tui.lm.pricing import Price, cost_of, estimate_tokens
+from stop_tui.lm.progress import StreamMeter, reasoning_chars
 from stop_tui.lm.types import (
     ChatRequest,
     ChatResult,
     FatalLMError,
     ProgressHook,
     RejectedLMError,
-    StreamProgress,
     TransientLMError,
 )
 
@@ -541,7 +541,7 @@ class OpenAIBackend:
         ends (a timeout cancels it here), which closes the HTTP connection. Progress
         goes to ``on_progress`` (see the module's docs)."""
         self._streams += 1
-        meter = _Meter(self._streams, context, self._on_progress, self.progress_interval)
+        meter = StreamMeter(self._streams, context, self._on_progress, self.progress_interval)
         parts: dict[int, list[str]] = {}
         usage: Any = None
         try:
@@ -560,7 +560,7 @@ class OpenAIBackend:
                             piece.append(content)
                             meter.chunk(len(content))
                         elif delta is not None:
-                            meter.chunk(_reasoning_chars(delta))
+                            meter.chunk(reasoning_chars(delta))
             except (AttributeError, TypeError, ValueError) as exc:
                 raise _Malformed(f"unreadable stream ({exc})") from None
             finally:
@@ -570,74 +570,6 @@ class OpenAIBackend:
         if not parts:
             raise _Malformed("the stream had no choices")
         return ["".join(parts[i]) for i in sorted(parts)], usage
-
-
-def _reasoning_chars(delta: Any) -> int:
-    """Characters of hidden reasoning a chunk streams (DeepSeek's and llama.cpp's
-    ``reasoning_content``, OpenRouter's ``reasoning``): progress too, never an answer."""
-    for name in ("reasoning_content", "reasoning"):
-        value = getattr(delta, name, None)
-        if isinstance(value, str) and value:
-            return len(value)
-    extra = getattr(delta, "model_extra", None) or {}
-    for name in ("reasoning_content", "reasoning"):
-        value = extra.get(name) if isinstance(extra, dict) else None
-        if isinstance(value, str) and value:
-            return len(value)
-    return 0
-
-
-class _Meter:
-    """One stream's progress: counts chunks and characters and reports them to the hook
-    at most every ``interval`` seconds. A chunk costs a clock read; chunks held back by
-    the interval are reported by one timer at its end (a burst followed by a long wait
-    shows the burst), never by a task of their own."""
-
-    __slots__ = ("chars", "chunks", "context", "hook", "interval", "last", "loop", "reported",
-                 "start", "stream", "timer")  # fmt: skip
-
-    def __init__(self, stream: int, context: str, hook: ProgressHook | None, interval: float):
-        self.stream = stream
-        self.context = context
-        self.hook = hook
-        self.interval = interval
-        self.loop = asyncio.get_running_loop()
-        self.timer: asyncio.TimerHandle | None = None
-        self.start = self.last = time.monotonic()
-        self.chunks = 0
-        self.chars = 0
-        self.reported = -1  # tokens in the last report (-1: none yet, the stream is not open)
-
-    def chunk(self, chars: int) -> None:
-        if chars <= 0:
-            return  # a role-only or empty delta carries nothing
-        self.chunks += 1
-        self.chars += chars
-        if self.hook is None or self.timer is not None or self.reported < 0:
-            return
-        wait = self.interval - (time.monotonic() - self.last)
-        if wait <= 0:
-            self.report()
-        else:
-            self.timer = self.loop.call_later(wait, self.report)
-
-    def report(self, *, done: bool = False) -> None:
-        """Report the tokens so far: when the stream opens, when there are new ones, and
-        (``done``) once at the end of a stream that opened."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        hook = self.hook
-        tokens = max(self.chunks, self.chars // 4)
-        if hook is None or (done and self.reported < 0) or (not done and tokens <= self.reported):
-            return
-        self.last, self.reported = time.monotonic(), tokens
-        if done:
-            self.hook = None  # nothing follows the end
-        try:
-            hook(StreamProgress(self.stream, self.context, tokens, self.last - self.start, done))
-        except Exception:  # a display's failure never breaks a request: stop telling it
-            self.hook = None
 
 
 def error_text(exc: openai.APIStatusError, limit: int = 300, *, dump_body: bool = True) -> str:

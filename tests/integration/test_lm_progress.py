@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -125,6 +126,22 @@ async def test_big_chunks_count_by_characters_and_a_failing_display_never_fails_
 
     failing = backend(on_progress=broken, progress_interval=0)
     assert (await failing.complete(req())).texts
+
+
+async def test_streamed_reasoning_counts_as_progress_never_as_the_answer(
+    openai_server: OpenAIServer, backend: Callable[..., OpenAIBackend]
+) -> None:
+    def chunk(delta: dict[str, str]) -> str:
+        body = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                "choices": [{"index": 0, "delta": delta}]}  # fmt: skip
+        return f"data: {json.dumps(body)}\n\n"
+
+    events = [chunk({"reasoning_content": "hm "}) for _ in range(5)] + [chunk({"content": "ok"})]
+    openai_server.enqueue(Reply(body="".join([*events, "data: [DONE]\n\n"]).encode(), sse=True))
+    seen: list[StreamProgress] = []
+    result = await backend(on_progress=seen.append, progress_interval=0).complete(req())
+    assert result.texts == ["ok"] and seen[-1].done and seen[-1].tokens == 6
+    assert [p.tokens for p in seen[:-1]] == list(range(7))
 
 
 async def test_a_request_that_does_not_stream_reports_no_progress(
