@@ -45,7 +45,7 @@ from stop_tui.settings_shape import (
 )
 
 if TYPE_CHECKING:
-    from stop_tui.lm.types import Backend
+    from stop_tui.lm.types import Backend, ProgressHook
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -490,10 +490,9 @@ def make_backend(
     *,
     on_retry: Callable[[dict[str, Any]], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_progress: ProgressHook | None = None,
 ) -> Backend:
-    """The backend the settings describe: the demo backend for model "demo", else
-    an :class:`~stop_tui.lm.openai_backend.OpenAIBackend` (``on_retry`` is told of
-    each retry: attempt, delay, reason, status)."""
+    """The settings' backend: the demo for model "demo", else an OpenAIBackend with these hooks."""
     if settings.model == "demo":
         try:
             import importlib
@@ -536,6 +535,7 @@ def make_backend(
             prices=settings.prices,
             on_retry=on_retry,
             on_notice=on_notice,
+            on_progress=on_progress,
         )
     except FatalLMError as exc:
         raise UserError(str(exc)) from None
@@ -566,6 +566,7 @@ def make_run_backend(
     resume: bool = False,
     on_retry: Callable[[dict[str, Any]], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_progress: ProgressHook | None = None,
 ) -> Backend:
     """The backend of one run, recording to ``transcript``.
 
@@ -583,7 +584,9 @@ def make_run_backend(
     try:
         if replay_from is not None:
             return ReplayBackend(replay_from)
-        live = make_backend(settings, on_retry=on_retry, on_notice=on_notice)
+        live = make_backend(
+            settings, on_retry=on_retry, on_notice=on_notice, on_progress=on_progress
+        )
         live = with_monitor(live, make_monitor_backend(settings, on_notice=on_notice))
         reading = ReplayBackend(transcript) if resume and transcript.exists() else None
         recorder = RecordingBackend(live, transcript)  # after the read: it appends

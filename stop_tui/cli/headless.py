@@ -1,5 +1,9 @@
 """The headless front end: the engine's events as progress bars and log lines.
 
+The bars (generations, meta-utility tests, LM calls, and one line for the LM
+requests streaming now: context, tokens so far, seconds) are drawn only on a terminal;
+piped or redirected output gets the log lines alone.
+
 The same event stream drives the TUI. Under ``--approve ask`` approvals are
 asked at the terminal, one at a time; the run keeps going on everything that
 does not need a decision.
@@ -40,7 +44,7 @@ from stop_tui.engine.loop import StopRun
 from stop_tui.store.answers import AnswerBoard
 from stop_tui.untrusted import rich_diff, rich_text, unified
 from stop_tui.view.run_model import RunModel
-from stop_tui.view.text import fmt, model_label
+from stop_tui.view.text import fmt, fmt_stream, model_label
 
 
 class HeadlessView:
@@ -74,6 +78,8 @@ class HeadlessView:
             "meta-utility tests", total=run.config.meta_utility_tests
         )
         self._lm_bar = self.progress.add_task("LM calls (in flight 0)", total=None)
+        # requests streaming of those in flight, their progress in the description
+        self._stream_bar = self.progress.add_task("LM streaming", total=None, visible=False)
         self._approvals: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
         run.bus.on(self.on_event)
         if ask:
@@ -227,10 +233,13 @@ class HeadlessView:
                         rich_text(f" ({event.reason})"),
                     )
                 )
+        elif isinstance(event, events.LMProgress):
+            self._stream_status()
         elif isinstance(event, events.LMRequested):
             self._lm_status()
         elif isinstance(event, events.LMResponded):
             self._lm_status()
+            self._stream_status()
             self.progress.advance(self._lm_bar)
             if event.error:
                 # Endpoint text is untrusted: printed as plain text, never as markup.
@@ -265,6 +274,18 @@ class HeadlessView:
         self.progress.update(
             self._lm_bar,
             description=f"LM calls (in flight {m.in_flight_total}, {m.tokens:,} tokens, {cost})",
+        )
+
+    def _stream_status(self) -> None:
+        streaming = self.model.streaming()
+        shown = " · ".join(fmt_stream(s.context, s.tokens, s.elapsed) for s in streaming[:3])
+        more = f" · +{len(streaming) - 3} more" if len(streaming) > 3 else ""
+        self.progress.update(
+            self._stream_bar,
+            description=f"LM streaming {shown}{more}",
+            completed=len(streaming),
+            total=max(len(streaming), self.model.in_flight_total),
+            visible=bool(streaming),
         )
 
     def summary_table(self) -> Table:

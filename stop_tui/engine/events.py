@@ -5,6 +5,11 @@ CLI each subscribe and render the same stream. Events are frozen dataclasses
 with plain-data fields so they can also be logged as JSON (``to_dict``).
 Events about one generation or candidate name them in typed fields
 (``generation``, ``index``); a ``context`` string is a label for people, never parsed.
+
+*Ephemeral* events (``ephemeral = True``: :class:`LMProgress`) say how far something
+has got right now. They are shown and dropped: the bus keeps none in ``history``, no
+recorder, transcript or log stores them, and a newer one :meth:`~Event.supersedes`
+an older one of the same thing (a front end that falls behind shows the newest only).
 """
 
 from __future__ import annotations
@@ -25,8 +30,14 @@ class Event:
     """Base class. ``kind`` names the event in logs; ``at`` is a wall-clock stamp."""
 
     kind: ClassVar[str] = "event"
+    #: Shown, never kept (see the module's docs).
+    ephemeral: ClassVar[bool] = False
     run_id: str = ""
     at: float = field(default_factory=time.time)
+
+    def supersedes(self, older: Event) -> bool:
+        """True when this event makes ``older`` (not yet shown) pointless to show."""
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -103,6 +114,27 @@ class LMResponded(WorkEvent):
     latency: float
     retries: int = 0
     error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMProgress(WorkEvent):
+    """How far one streamed request has got (ephemeral): ``tokens`` received so far
+    (approximate), ``elapsed`` seconds since it was sent; ``done`` when its stream ended.
+    ``stream`` tells concurrent requests of one context apart (a retry is a new one)."""
+
+    kind: ClassVar[str] = "lm_progress"
+    ephemeral: ClassVar[bool] = True
+    stream: int
+    tokens: int
+    elapsed: float
+    done: bool = False
+
+    def supersedes(self, older: Event) -> bool:
+        return (
+            isinstance(older, LMProgress)
+            and older.stream == self.stream
+            and older.run_id == self.run_id
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,7 +283,8 @@ class EventBus:
         self._callbacks.append(callback)
 
     def publish(self, event: Event) -> None:
-        self.history.append(event)
+        if not event.ephemeral:
+            self.history.append(event)
         failed: list[SubscriberFailed] = []
         for callback in list(self._callbacks):
             try:

@@ -4,15 +4,40 @@
 budget refusal as an :class:`~stop_tui.lm.budget.LMEvent`; :func:`bus_event` turns one
 into the :mod:`stop_tui.engine.events` event both front ends show (``LMRequested``,
 ``LMResponded``, ``BudgetExceededEvent``), with the generation and candidate the
-language model works for as typed fields.
+language model works for as typed fields. A backend's streaming progress
+(:class:`~stop_tui.lm.types.StreamProgress`) becomes an ephemeral ``LMProgress``
+(:func:`progress_event`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from stop_tui.engine.events import BudgetExceededEvent, Event, LMRequested, LMResponded
+from stop_tui.engine.events import (
+    BudgetExceededEvent,
+    Event,
+    LMProgress,
+    LMRequested,
+    LMResponded,
+)
 from stop_tui.lm.budget import LMEvent
+from stop_tui.lm.types import StreamProgress
+
+
+def progress_event(
+    progress: StreamProgress, run_id: str, generation: int | None, index: int | None
+) -> LMProgress:
+    """The bus event for a streamed request's ``progress``."""
+    return LMProgress(
+        run_id=run_id,
+        context=progress.context,
+        generation=generation,
+        index=index,
+        stream=progress.stream,
+        tokens=progress.tokens,
+        elapsed=progress.elapsed,
+        done=progress.done,
+    )
 
 
 def bus_event(event: LMEvent, run_id: str, generation: int, index: int | None) -> Event | None:

@@ -47,7 +47,7 @@ from stop_tui.engine.events import (
 from stop_tui.engine.evidence import Evidence, Sibling
 from stop_tui.engine.executor import Executor, LocalExecutor
 from stop_tui.engine.ledger import Ledger, allowances
-from stop_tui.engine.lm_events import bus_event
+from stop_tui.engine.lm_events import bus_event, progress_event
 from stop_tui.engine.meta_text import meta_utility_text
 from stop_tui.engine.meta_utility import MetaResult, MetaUtility, source_hash
 from stop_tui.engine.monitor import consult
@@ -56,7 +56,7 @@ from stop_tui.engine.rejections import Rejections
 from stop_tui.engine.runner import ImproverCall, RunAborted
 from stop_tui.engine.steps import behaviour_flag, result_to_step, summarize
 from stop_tui.lm.budget import LanguageModel, LMEvent, RunBudget
-from stop_tui.lm.types import Backend
+from stop_tui.lm.types import Backend, StreamProgress
 from stop_tui.sandbox.api import Sandbox
 from stop_tui.sandbox.limits import Limits
 from stop_tui.store.records import sha256_hex
@@ -99,6 +99,7 @@ class StopRun:
         self._abort: BaseException | None = None
         self._approved_sources: dict[tuple[int, str], Decision] = {}
         self.lm_calls_in_flight = 0
+        self._lm_contexts: dict[str, tuple[int, int | None]] = {}  # label -> generation, index
         self._rejections = Rejections()
         self.scorer = MetaUtility(self)
         self.ledger = Ledger(recorder)  # scores, behaviour, siblings: the evidence shown
@@ -178,11 +179,18 @@ class StopRun:
         if published is not None:
             self.bus.publish(published)
 
+    def stream_progress(self, progress: StreamProgress) -> None:
+        """A streamed request's progress (the backend's ``on_progress``), published as an
+        ephemeral :class:`LMProgress` naming the generation and candidate it works for."""
+        generation, index = self._lm_contexts.get(progress.context, (None, None))
+        self.bus.publish(progress_event(progress, self.run_id, generation, index))
+
     # ------------------------------------------------------------------ pieces
 
     def language_model(self, context: str, generation: int, index: int | None) -> LanguageModel:
         """A fresh language model (its own call budget) for one improver run, whose
         events name the generation and candidate the run works for."""
+        self._lm_contexts[context] = (generation, index)
         return LanguageModel(
             self.backend,
             model=self.config.model,

@@ -21,7 +21,7 @@ from stop_tui.engine.executor import Executor
 from stop_tui.engine.loop import StopRun
 from stop_tui.engine.recorder import StoreRecorder, work_transcript_path
 from stop_tui.errors import UserError
-from stop_tui.lm.types import Backend, ChatRequest, ChatResult
+from stop_tui.lm.types import Backend, ChatRequest, ChatResult, StreamProgress
 from stop_tui.paths import improvers_dir
 from stop_tui.sandbox.api import Sandbox
 from stop_tui.store.store import RunStore
@@ -119,7 +119,8 @@ def open_store(settings: Settings) -> RunStore:
 
 class NoticeRelay:
     """Passes the backend's notices to the run's bus once the run exists (the backend
-    is made first); notices before that are kept and published when it is attached."""
+    is made first); notices before that are kept and published when it is attached.
+    Its :meth:`progress` passes streaming progress (ephemeral: none is kept before)."""
 
     def __init__(self) -> None:
         self.run: StopRun | None = None
@@ -130,6 +131,10 @@ class NoticeRelay:
             self.pending.append(message)
         else:
             self.run.bus.publish(Notice(run_id=self.run.run_id, message=message))
+
+    def progress(self, progress: StreamProgress) -> None:
+        if self.run is not None:
+            self.run.stream_progress(progress)
 
     def attach(self, run: StopRun) -> StopRun:
         self.run = run
@@ -149,7 +154,11 @@ def _backend(
     relay: NoticeRelay | None = None,
 ) -> Backend:
     backend = make_run_backend(
-        settings, work_transcript_path(store, run_id), resume=resume, on_notice=relay
+        settings,
+        work_transcript_path(store, run_id),
+        resume=resume,
+        on_notice=relay,
+        on_progress=relay.progress if relay is not None else None,
     )
     return SerialBackend(backend) if serial else backend
 

@@ -20,6 +20,12 @@ waits for a concurrency slot) closes the HTTP connection: the server sees the cl
 go away and the retry is never sent while the same request is still being served.
 A server that rejects ``stream_options`` (HTTP 400 naming it) is asked without it;
 one that rejects streaming is asked without streaming (the timeout still cancels).
+While a request streams, ``on_progress`` is told how far it has got
+(:class:`~stop_tui.lm.types.StreamProgress`: approximate tokens so far, seconds since
+it was sent): once when the stream opens, then at most every ``progress_interval``
+seconds (a clock read per chunk; what the interval held back goes out at its end), and
+once when it ends however it ends (``done``), so a slow local model looks slow, not
+frozen.
 At most ``max_concurrency`` requests are in flight; the rest queue. Unset, it is 1
 for a server on this machine (llama.cpp, Ollama, LM Studio serve one request at a
 time by default) and 4 otherwise.
@@ -60,10 +66,12 @@ from typing import Any
 import openai
 
 from stop_tui.lm.pricing import Price, cost_of, estimate_tokens
+from stop_tui.lm.progress import StreamMeter, reasoning_chars
 from stop_tui.lm.types import (
     ChatRequest,
     ChatResult,
     FatalLMError,
+    ProgressHook,
     RejectedLMError,
     TransientLMError,
 )
@@ -220,6 +228,8 @@ class OpenAIBackend:
         rng: random.Random | None = None,
         on_retry: RetryHook | None = None,
         on_notice: NoticeHook | None = None,
+        on_progress: ProgressHook | None = None,
+        progress_interval: float = 0.25,
     ) -> None:
         if not model:
             raise FatalLMError("no model name given: set 'model' in stop.toml or pass --model")
@@ -241,6 +251,9 @@ class OpenAIBackend:
         self._rng = rng or random.Random()
         self._on_retry = on_retry
         self._on_notice = on_notice
+        self._on_progress = on_progress
+        self.progress_interval = float(progress_interval)
+        self._streams = 0  # streamed requests so far (numbers their progress reports)
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._secret = api_key or ""
         #: Parameters this endpoint rejected (learned from its errors; see module docs).
@@ -485,7 +498,7 @@ class OpenAIBackend:
     async def _once(self, request: ChatRequest, n: int, attempt: int) -> _Reply:
         kwargs = self._kwargs(request, n)
         if kwargs.get("stream"):
-            texts, usage = await self._streamed(kwargs)
+            texts, usage = await self._streamed(kwargs, request.context)
         else:
             response = await self._client.chat.completions.create(**kwargs)
             choices = getattr(response, "choices", None)
@@ -522,28 +535,38 @@ class OpenAIBackend:
             retries=attempt,
         )
 
-    async def _streamed(self, kwargs: dict[str, Any]) -> tuple[list[str], Any]:
+    async def _streamed(self, kwargs: dict[str, Any], context: str) -> tuple[list[str], Any]:
         """Read a streamed completion: the choices' texts by index and the usage (from
         the last chunk, when the server sends one). The stream is closed however this
-        ends (a timeout cancels it here), which closes the HTTP connection."""
-        stream = await self._client.chat.completions.create(**kwargs)
+        ends (a timeout cancels it here), which closes the HTTP connection. Progress
+        goes to ``on_progress`` (see the module's docs)."""
+        self._streams += 1
+        meter = StreamMeter(self._streams, context, self._on_progress, self.progress_interval)
         parts: dict[int, list[str]] = {}
         usage: Any = None
         try:
-            async for chunk in stream:
-                if getattr(chunk, "usage", None) is not None:
-                    usage = chunk.usage
-                for choice in getattr(chunk, "choices", None) or []:
-                    index = int(getattr(choice, "index", 0) or 0)
-                    delta = getattr(choice, "delta", None)
-                    content = getattr(delta, "content", None) if delta is not None else None
-                    piece = parts.setdefault(index, [])
-                    if isinstance(content, str):
-                        piece.append(content)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise _Malformed(f"unreadable stream ({exc})") from None
+            stream = await self._client.chat.completions.create(**kwargs)
+            meter.report()
+            try:
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None) is not None:
+                        usage = chunk.usage
+                    for choice in getattr(chunk, "choices", None) or []:
+                        index = int(getattr(choice, "index", 0) or 0)
+                        delta = getattr(choice, "delta", None)
+                        content = getattr(delta, "content", None) if delta is not None else None
+                        piece = parts.setdefault(index, [])
+                        if isinstance(content, str):
+                            piece.append(content)
+                            meter.chunk(len(content))
+                        elif delta is not None:
+                            meter.chunk(reasoning_chars(delta))
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise _Malformed(f"unreadable stream ({exc})") from None
+            finally:
+                await stream.close()
         finally:
-            await stream.close()
+            meter.report(done=True)
         if not parts:
             raise _Malformed("the stream had no choices")
         return ["".join(parts[i]) for i in sorted(parts)], usage

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -25,9 +26,11 @@ __all__ = [
     "FatalLMError",
     "InvalidLMRequest",
     "LMError",
+    "ProgressHook",
     "PromptTooLarge",
     "RejectedLMError",
     "ReplayDivergence",
+    "StreamProgress",
     "TransientLMError",
 ]
 
@@ -135,6 +138,29 @@ class ChatResult:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class StreamProgress:
+    """How far one streamed HTTP request has got (what a backend reports to its
+    ``on_progress`` hook while the answer arrives; never recorded anywhere).
+
+    ``stream`` numbers the backend's streamed requests (a retry is a new stream);
+    ``context`` is the request's :attr:`ChatRequest.context`. ``tokens`` approximates
+    the completion tokens received so far, all choices together: the number of content
+    (or reasoning) chunks, or the characters / 4 when that is more (a server that sends
+    several tokens a chunk). ``elapsed``: seconds since the request was sent. ``done``:
+    the stream ended (answered, failed or cancelled); nothing follows for it.
+    """
+
+    stream: int
+    context: str
+    tokens: int
+    elapsed: float
+    done: bool = False
+
+
+ProgressHook = Callable[[StreamProgress], None]
 
 
 @runtime_checkable

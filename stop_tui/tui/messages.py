@@ -10,11 +10,17 @@ from stop_tui.engine.events import Event
 
 
 class EngineEvent(Message):
-    """One event from a run's bus."""
+    """One event from a run's bus. A waiting one is dropped when the next in the queue
+    supersedes it (a newer progress event of the same request: only the newest shows)."""
 
     def __init__(self, event: Event) -> None:
         super().__init__()
         self.event = event
+
+    def can_replace(self, message: Message) -> bool:
+        # Textual asks the message it took from the queue whether the next one
+        # (``message``) may take its place.
+        return isinstance(message, EngineEvent) and message.event.supersedes(self.event)
 
 
 class ApprovalNeeded(Message):

@@ -1,6 +1,7 @@
 """One run as both front ends show it, as plain data: per-generation rows, candidates
 with their decisions and scores, whole-run totals against the budget caps, what is
-running now, waiting decisions, the circumvention rate and the event log.
+running now (LM requests in flight and how far each streamed one has got), waiting
+decisions, the circumvention rate and the event log.
 
 Built incrementally from engine events (:meth:`RunModel.apply`, a live run) or from
 the store (:meth:`RunModel.load`, a saved run); the same run gives the same model
@@ -25,6 +26,7 @@ from stop_tui.engine.events import (
     Event,
     GenerationFinished,
     GenerationStarted,
+    LMProgress,
     LMRequested,
     LMResponded,
     MetaUtilityEvaluated,
@@ -94,6 +96,16 @@ class GenerationRow(LMCounts):
 
 
 @dataclass
+class Streaming:
+    """One LM request streaming now: its context, tokens so far (approximate) and the
+    seconds since it was sent, as of its latest progress event."""
+
+    context: str
+    tokens: int
+    elapsed: float
+
+
+@dataclass
 class LogLine:
     at: float
     text: str
@@ -113,6 +125,7 @@ class RunModel(LMCounts):
     rows: dict[int, GenerationRow] = field(default_factory=dict)
     candidates: dict[tuple[int, int], CandidateRow] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)  # LM context -> requests
+    streams: dict[int, Streaming] = field(default_factory=dict)  # stream number -> progress
     evaluations: dict[tuple[int, int | None], tuple[int, int]] = field(default_factory=dict)
     max_calls: int | None = None
     max_tokens: int | None = None
@@ -181,6 +194,10 @@ class RunModel(LMCounts):
     @property
     def in_flight_total(self) -> int:
         return sum(self.in_flight.values())
+
+    def streaming(self) -> list[Streaming]:
+        """The requests streaming now, by context then stream."""
+        return [s for _, s in sorted(self.streams.items(), key=lambda kv: (kv[1].context, kv[0]))]
 
     @property
     def circumvention(self) -> str:
@@ -320,12 +337,19 @@ class RunModel(LMCounts):
                 )
         elif isinstance(event, LMRequested):
             self.in_flight[event.context] = self.in_flight.get(event.context, 0) + 1
+        elif isinstance(event, LMProgress):
+            if event.done:
+                self.streams.pop(event.stream, None)
+            else:
+                self.streams[event.stream] = Streaming(event.context, event.tokens, event.elapsed)
         elif isinstance(event, LMResponded):
             left = self.in_flight.get(event.context, 0) - 1
             if left > 0:
                 self.in_flight[event.context] = left
             else:
                 self.in_flight.pop(event.context, None)
+                for stream in [k for k, s in self.streams.items() if s.context == event.context]:
+                    del self.streams[stream]  # a stream's end that never came
             self.count_lm(
                 event.generation, event.prompt_tokens + event.completion_tokens, event.cost
             )
@@ -366,6 +390,7 @@ class RunModel(LMCounts):
             self.message = event.message
             self.paused = False
             self.in_flight.clear()
+            self.streams.clear()
             self.evaluations.clear()
             self.best_generation = event.best_generation
             self.best_meta_utility = event.best_meta_utility

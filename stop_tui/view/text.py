@@ -19,6 +19,11 @@ def fmt_cost(value: float | None, known: bool = True) -> str:
     return f"${value:.4f}" if value < 1 else f"${value:.2f}"
 
 
+def fmt_stream(context: str, tokens: int, elapsed: float) -> str:
+    """One streaming request: ``g1/c2  312 tok  4.1 s``."""
+    return f"{context}  {tokens:,} tok  {elapsed:.1f} s"
+
+
 def model_label(model: str, *, short: bool = False) -> str:
     """The model's name, saying plainly that ``demo`` is a scripted backend."""
     if model == "demo":

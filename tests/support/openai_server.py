@@ -14,6 +14,10 @@ does. Modes emulate other providers: ``reasoning=True`` (an o-series model: reje
 ``serial=True`` (one request at a time: a second concurrent one gets 429, as
 single-slot servers do). ``Reply.garbage_stream()`` streams undecodable events. A slow
 reply notices when the client closes the connection (``abandoned`` counts those).
+A slowly streaming model: ``Reply.streaming(chunk_delay=s)`` waits ``s`` between chunks;
+``stall_after=k`` sends the first ``k`` chunks and then waits until
+``server.unstall()`` (or 10 s), so a test can look at a request mid-stream
+(``stalled`` is set while one waits).
 
 Typical use (see the ``openai_server`` fixture in ``tests/conftest.py``)::
 
@@ -77,6 +81,8 @@ class Reply:
     choices: int | None = None  # return at most this many choices
     usage: bool = True  # include the usage block
     sse: bool = False  # a raw ``body`` sent as text/event-stream
+    chunk_delay: float = 0.0  # streamed: seconds between chunks
+    stall_after: int | None = None  # streamed: wait for unstall() after this many chunks
 
     @classmethod
     def ok(
@@ -104,6 +110,16 @@ class Reply:
     @classmethod
     def garbage_stream(cls) -> Reply:
         return cls(status=200, body=b"data: {not json at all\n\ndata: [DONE]\n\n", sse=True)
+
+    @classmethod
+    def streaming(
+        cls,
+        texts: list[str] | None = None,
+        *,
+        chunk_delay: float = 0.0,
+        stall_after: int | None = None,
+    ) -> Reply:
+        return cls(texts=texts, chunk_delay=chunk_delay, stall_after=stall_after)
 
     @classmethod
     def slow(cls, delay: float, then: Reply | None = None) -> Reply:
@@ -157,6 +173,8 @@ class OpenAIServer:
         # many requests a client keeps open at once.
         self._gate = threading.Event()
         self._gate.set()
+        self._unstall = threading.Event()
+        self.stalled = threading.Event()  # set while a stream waits for unstall()
         self.script: deque[Reply] = deque()
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
@@ -186,6 +204,7 @@ class OpenAIServer:
     def stop(self) -> None:
         self._stopping.set()  # wakes slow replies
         self._gate.set()  # and held ones
+        self._unstall.set()  # and stalled streams
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -215,6 +234,10 @@ class OpenAIServer:
 
     def release(self) -> None:
         self._gate.set()
+
+    def unstall(self) -> None:
+        """Streams stalled by ``Reply.stall_after`` go on (and later ones do not stall)."""
+        self._unstall.set()
 
     def in_flight_now(self) -> int:
         with self._lock:
@@ -380,14 +403,26 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
             self.close_connection = True
 
-    def _send_events(self, events: list[bytes]) -> None:
+    def _send_events(self, events: list[bytes], reply: Reply | None = None) -> None:
+        owner = self.owner
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Connection", "close")
             self.end_headers()
-            for event in events:
+            for sent, event in enumerate(events):
+                if reply is not None and sent and sent == reply.stall_after:
+                    owner.stalled.set()
+                    owner._unstall.wait(timeout=10)
+                    owner.stalled.clear()
+                elif (
+                    reply is not None
+                    and sent
+                    and reply.chunk_delay > 0
+                    and not self._wait(reply.chunk_delay)
+                ):
+                    break  # the client went away
                 self.wfile.write(event)
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
@@ -516,6 +551,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(rejection[0], json.dumps(rejection[1]).encode())
             return
         if body.get("stream") and reply.status == 200:
-            self._send_events(self.owner._events(body, seq, reply))
+            self._send_events(self.owner._events(body, seq, reply), reply)
             return
         self._send(reply.status, self.owner._completion(body, seq, reply), reply.headers)

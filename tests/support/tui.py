@@ -47,13 +47,14 @@ def make_saved_run(workspace: Path, run_id: str, **changes: Any) -> str:
 async def wait_for(
     pilot: Any, condition: Callable[[], object], what: str, limit: float = 60.0
 ) -> None:
-    """Let the app run until ``condition()`` holds (fails after ``limit`` seconds)."""
+    """Let the app (``pilot``; None: the event loop) run until ``condition()`` holds
+    (fails after ``limit`` seconds)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while not condition():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+        await (asyncio.sleep(0.01) if pilot is None else pilot.pause(0.05))
 
 
 SAVED = "20260101-000000-aaaa"

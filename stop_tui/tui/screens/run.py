@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -25,7 +26,7 @@ from stop_tui.tui.host import Host, host
 from stop_tui.tui.messages import ApprovalNeeded, EngineEvent, RunEnded
 from stop_tui.untrusted import rich_text, visible
 from stop_tui.view.run_model import LogLine, RunModel, from_store
-from stop_tui.view.text import fmt, fmt_cost, model_label
+from stop_tui.view.text import fmt, fmt_cost, fmt_stream, model_label
 
 if TYPE_CHECKING:
     from stop_tui.tui.session import RunSession
@@ -347,7 +348,12 @@ class RunScreen(Screen[None]):
             lines.append(rich_text(m.status + (f": {m.message}" if m.message else ""), "bold"))
         if m.in_flight:
             lines.append(Text(f"LM requests in flight: {m.in_flight_total}"))
-            for context, n in sorted(m.in_flight.items())[:4]:
+            streaming = m.streaming()
+            for s in streaming[:4]:  # context from our own labels; numbers ours
+                lines.append(Text(f"  {fmt_stream(s.context, s.tokens, s.elapsed)}"))
+            shown = Counter(s.context for s in streaming)
+            rest = [(c, n - shown[c]) for c, n in sorted(m.in_flight.items()) if n > shown[c]]
+            for context, n in rest[: max(0, 4 - len(streaming))]:
                 lines.append(Text(f"  {context}" + (f" ×{n}" if n > 1 else ""), style="dim"))
         elif m.status in ("running", "starting"):
             lines.append(Text("LM requests in flight: 0", style="dim"))
