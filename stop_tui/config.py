@@ -134,8 +134,9 @@ class Settings(BaseSettings):
     timeout: float = Field(
         default=120.0,
         gt=0,
-        description="Seconds one request may take once sent (time queued for a slot is not "
-        "counted); then it is cancelled, its connection closed, and retried.",
+        description="Seconds a request may wait for the endpoint's next data once sent (time "
+        "queued is not counted; a streaming answer may go on up to 10 times this); then it "
+        "is cancelled, its connection closed, and retried.",
     )
     #: 4096: an improver or solution in the paper is a few hundred lines (~3,000 tokens
     #: at most); 4096 leaves room for the explanation around the code, while a small

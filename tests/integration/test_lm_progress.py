@@ -257,3 +257,16 @@ async def test_headless_shows_one_streaming_line_on_a_terminal_only(tmp_path: Pa
         view.on_event(LMProgress(**where, stream=1, tokens=320, elapsed=4.2, done=True))
         assert not bar.visible
         await prepared.close()
+
+
+async def test_a_slow_stream_that_keeps_coming_is_not_cut_off(
+    openai_server: OpenAIServer, backend: Callable[..., OpenAIBackend]
+) -> None:
+    """The timeout is for the endpoint's next data: a stream whose whole answer takes
+    longer than the timeout, a chunk at a time, finishes (a small local model writing
+    4,096 tokens at 40 a second took more than the 120 s default and was retried forever)."""
+    lm = backend(timeout=2.0)
+    # 31 chunks 0.15 s apart: about 4.6 s in all, more than twice the timeout
+    openai_server.enqueue(Reply.streaming(["".join(WORDS)], chunk_delay=0.15))
+    result = await lm.complete(req())
+    assert result.texts == ["".join(WORDS)] and result.retries == 0
