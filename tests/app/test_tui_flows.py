@@ -245,6 +245,16 @@ async def test_new_run_form_shows_the_error_next_to_the_field(tmp_path: Path) ->
         field.value = "1"
         await pilot.pause()
         assert not error.has_class("shown")
+        # Where the work runs (issue 14): checked like --cluster, in the form's words.
+        cluster = form.query_one("#cluster", Input)
+        cluster.value = "ray://no port"
+        await pilot.pause()
+        cluster_error = form.query_one("#err-cluster", Static)
+        assert "not understood" in plain(cluster_error) and cluster_error.has_class("shown")
+        cluster.value = "ray://127.0.0.2:10001"
+        await pilot.pause()
+        assert not cluster_error.has_class("shown")
+        assert form.check() is not None and form.check().cluster == "ray://127.0.0.2:10001"
 
 
 @pytest.fixture

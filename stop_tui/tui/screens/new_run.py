@@ -12,9 +12,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from stop_tui.config import Settings
+from stop_tui.config import Settings, parse_cluster
 from stop_tui.errors import UserError
-from stop_tui.settings_shape import Policy, form_fields
+from stop_tui.settings_shape import RUN_OPTIONS, Policy, form_fields
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.untrusted import rich_text
 from stop_tui.view.text import model_label
@@ -27,7 +27,12 @@ CUSTOM = "__custom__"
 
 
 def validate_form(
-    base: Settings, values: dict[str, str], model: str, task: str, approval: str
+    base: Settings,
+    values: dict[str, str],
+    model: str,
+    task: str,
+    approval: str,
+    cluster: str | None = None,
 ) -> tuple[Settings | None, dict[str, str]]:
     """Settings from the form, or the errors by field name: the settings model's own
     rules, each error placed by the field it names (its location, never its wording)."""
@@ -41,6 +46,11 @@ def validate_form(
             errors[name] = f"must be a whole number, got {raw!r}" if raw else "required"
     if not model.strip():
         errors["model"] = "name a model, or choose the demo"
+    if cluster is not None:
+        try:
+            update["cluster"] = parse_cluster(cluster)
+        except UserError as exc:
+            errors["cluster"] = exc.line()
     if errors:
         return None, errors
     update.update(model=model.strip(), task=task, approval=approval)
@@ -92,6 +102,14 @@ class NewRunScreen(ModalScreen[Settings | None]):
                 yield Select(models, value=s.model, allow_blank=False, id="model")
                 yield Input(placeholder="model name", id="model-name", classes="hidden")
                 yield Static(classes="field-error", id="err-model")
+                yield Label("Where sandboxed work runs")
+                yield Input(
+                    s.cluster,
+                    placeholder="this machine (or: ray, ray://HOST:PORT, HOST:PORT)",
+                    id="cluster",
+                    tooltip=RUN_OPTIONS["cluster"].description,
+                )
+                yield Static(classes="field-error", id="err-cluster")
                 with Horizontal(classes="field-grid"):
                     for name, label, help_text in INT_FIELDS:
                         with Vertical(classes="field"):
@@ -142,13 +160,14 @@ class NewRunScreen(ModalScreen[Settings | None]):
             self._model(),
             str(self.query_one("#task", Select).value),
             str(self.query_one("#approval", Select).value),
+            self.query_one("#cluster", Input).value,
         )
         for widget in self.query(".field-error"):
             key = (widget.id or "").removeprefix("err-")
             assert isinstance(widget, Static)
             widget.update(rich_text(errors.get(key, "")))  # may quote what was typed
             widget.set_class(key in errors, "shown")
-        for name, _, _ in INT_FIELDS:
+        for name in [*(n for n, _, _ in INT_FIELDS), "cluster"]:
             self.query_one(f"#{name}", Input).set_class(name in errors, "bad")
         self._forecast(settings)
         return settings
