@@ -63,7 +63,7 @@ from dataclasses import asdict
 from typing import Any
 
 from stop_tui.errors import UserError
-from stop_tui.sandbox import launch, layers
+from stop_tui.sandbox import launch, layers, usage
 from stop_tui.sandbox.child import Child, reap
 from stop_tui.sandbox.guest.zygote import CLEANUP_SECONDS, remove_tree
 from stop_tui.sandbox.limits import ExitInfo, Limits, Reply, RpcFailure
@@ -279,6 +279,7 @@ class Sandbox:
         }
         chan_p, chan_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ctl_p, ctl_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        usage.enable_credentials(ctl_p)  # before the supervisor's HELLO: see sandbox.usage
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         child = Child(self, job_id, limits)
@@ -299,7 +300,8 @@ class Sandbox:
             ctl_c.close()
             os.close(out_w)
             os.close(err_w)
-        await child._attach(chan_p, ctl_p, out_r, err_r)
+        single = bool(spec["layers"]["seccomp"]) and limits.max_processes <= 1
+        await child._attach(chan_p, ctl_p, out_r, err_r, single=single)
         self._children.add(child)
         return child
 

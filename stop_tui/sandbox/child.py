@@ -23,13 +23,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from stop_tui.sandbox import codec
+from stop_tui.sandbox import codec, usage
 from stop_tui.sandbox.guest.runner import EXIT_CONFINE, EXIT_MEMORY
-from stop_tui.sandbox.guest.zygote import CPU, GO
+from stop_tui.sandbox.guest.zygote import CPU, GO, HELLO
 from stop_tui.sandbox.limits import ExitInfo, Handler, Limits, Reply, RpcFailure
 
 OUTPUT_KILL_FACTOR = 4
 KILL_GRACE = 5.0  # seconds to wait for the supervisor's status after a kill
+CORES = os.cpu_count() or 1  # asked once: os.cpu_count() reads /sys (~25 us) every call
 
 
 class Owner(Protocol):
@@ -90,8 +91,11 @@ class Child:
         self._process: subprocess.Popen[bytes] | None = None  # cold path only
         self._reader: asyncio.StreamReader
         self._writer: asyncio.StreamWriter
-        self._ctl_reader: asyncio.StreamReader
-        self._ctl_writer: asyncio.StreamWriter
+        self._ctl: socket.socket  # the control socket: GO, CPU and EOF out; HELLO, usage, status in
+        self._ctl_transport: asyncio.BaseTransport | None = None
+        self._job_usage: usage.JobUsage | None = None  # the job's CPU, read from /proc
+        self._single_process = False  # the job cannot fork: its process clock is its usage
+        self._greeted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._out: _Capture
         self._err: _Capture
         self._tasks: list[asyncio.Task[Any]] = []
@@ -106,12 +110,17 @@ class Child:
         self._cpu_mark: asyncio.Future[float | None] | None = None
         self._mark_time = 0.0
 
-    async def _attach(self, chan: socket.socket, ctl: socket.socket, out: int, err: int) -> None:
+    async def _attach(
+        self, chan: socket.socket, ctl: socket.socket, out: int, err: int, *, single: bool
+    ) -> None:
+        """Take over the job's sockets and pipes. ``ctl`` has ``SO_PASSCRED`` on (see
+        :mod:`stop_tui.sandbox.usage`); ``single``: the job cannot start processes."""
         loop = asyncio.get_running_loop()
         self._reader, self._writer = await asyncio.open_unix_connection(
             sock=chan, limit=self.limits.max_message_bytes + 1
         )
-        self._ctl_reader, self._ctl_writer = await asyncio.open_unix_connection(sock=ctl)
+        ctl.setblocking(False)
+        self._ctl, self._single_process = ctl, single
         self._out = _Capture(self)
         self._err = _Capture(self)
         for capture, fd in ((self._out, out), (self._err, err)):
@@ -127,13 +136,32 @@ class Child:
         self._started = time.monotonic()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.limits.wall_time, self._trip, "wall")
-        with contextlib.suppress(OSError, RuntimeError):
-            self._ctl_writer.write(GO)
+        with contextlib.suppress(OSError):
+            self._ctl.send(GO)  # one byte into an empty buffer: never blocks
+
+    async def _hello(self) -> bytes:
+        """The supervisor's first byte on the control socket and, from its credentials,
+        a reader of the job's CPU time (``HELLO``; anything else is kept for the status)."""
+        try:
+            data, pid = await usage.first_byte(self._ctl)
+            if data == HELLO and pid is not None:
+                self._job_usage = usage.JobUsage.open(pid, self._single_process)
+        finally:
+            if not self._greeted.done():
+                self._greeted.set_result(None)
+        return b"" if data == HELLO else data
 
     async def _read_status(self) -> None:
         status: dict[str, Any] = {"error": "the sandbox ended before the job reported"}
         try:
-            while line := await self._ctl_reader.readline():
+            first = await self._hello()
+            reader = asyncio.StreamReader()
+            if first:
+                reader.feed_data(first)
+            self._ctl_transport, _ = await asyncio.get_running_loop().create_unix_connection(
+                lambda: asyncio.StreamReaderProtocol(reader), sock=self._ctl
+            )
+            while line := await reader.readline():
                 message = json.loads(line)
                 if isinstance(message, dict) and set(message) == {"usage"}:
                     if self._usage is not None and not self._usage.done():
@@ -222,19 +250,29 @@ class Child:
         """CPU seconds the job's processes have used so far, as its supervisor
         measures them (outside the job: the job cannot forge it); None when the
         job has ended or the supervisor does not answer within ``KILL_GRACE``."""
+        if not self.alive or self._kill_task is not None:
+            return None
+        if (seconds := self._read_usage()) is not None:
+            return seconds
         async with self._usage_lock:
             if not self.alive or self._kill_task is not None:
                 return None
-            usage: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-            self._usage = usage
+            answer: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            self._usage = answer
             try:
-                self._ctl_writer.write(CPU)
-            except (OSError, RuntimeError):
+                self._ctl.send(CPU)
+            except OSError:
                 return None
-            waits: set[asyncio.Future[Any]] = {usage, self._status}
+            waits: set[asyncio.Future[Any]] = {answer, self._status}
             await asyncio.wait(waits, timeout=KILL_GRACE, return_when="FIRST_COMPLETED")
             self._usage = None
-            return usage.result() if usage.done() else None
+            return answer.result() if answer.done() else None
+
+    def _read_usage(self) -> float | None:
+        """The job's CPU seconds measured here (no round trip), or None."""
+        if self._job_usage is None or not self.alive:
+            return None
+        return self._job_usage.seconds()
 
     async def request(
         self,
@@ -269,7 +307,10 @@ class Child:
         # is measured by a query fired then; the request does not wait for its answer
         # (a supervisor round trip costs about as much as a small call), only a verdict
         # that needs it does.
-        if self._cpu_mark is None:
+        if self._cpu_mark is None:  # the first: every measurement from one source
+            if not self._greeted.done():
+                waits: set[asyncio.Future[Any]] = {self._greeted, self._status}
+                await asyncio.wait(waits, timeout=KILL_GRACE, return_when="FIRST_COMPLETED")
             self._fire_mark()
         mark, mark_time = self._cpu_mark, self._mark_time
         assert mark is not None
@@ -291,7 +332,7 @@ class Child:
         # The job's processes cannot have used more CPU since the mark than the wall time
         # since then on every core: under the limit that way, the verdict needs no
         # measurement (the reply carries no ``cpu``; its wall time is under the limit).
-        if (time.perf_counter() - mark_time) * (os.cpu_count() or 1) <= cpu_limit:
+        if (time.perf_counter() - mark_time) * CORES <= cpu_limit:
             self._fire_mark()
             return Reply(reply.message, reply.elapsed, False, None)
         before = await mark
@@ -307,7 +348,11 @@ class Child:
 
     def _fire_mark(self) -> None:
         self._mark_time = time.perf_counter()
-        self._cpu_mark = asyncio.ensure_future(self.cpu_used())
+        if (seconds := self._read_usage()) is not None:
+            self._cpu_mark = asyncio.get_running_loop().create_future()
+            self._cpu_mark.set_result(seconds)
+        else:
+            self._cpu_mark = asyncio.ensure_future(self.cpu_used())
 
     async def _request(
         self,
@@ -446,9 +491,8 @@ class Child:
     async def _do_kill(self) -> ExitInfo:
         if self._timer is not None:
             self._timer.cancel()
-        with contextlib.suppress(OSError, RuntimeError):
-            if self._ctl_writer.can_write_eof():
-                self._ctl_writer.write_eof()  # the supervisor SIGKILLs the job's pid 1
+        with contextlib.suppress(OSError):
+            self._ctl.shutdown(socket.SHUT_WR)  # the supervisor SIGKILLs the job's pid 1
         try:
             status = await asyncio.wait_for(asyncio.shield(self._status), KILL_GRACE)
         except TimeoutError:
@@ -456,10 +500,15 @@ class Child:
             await self.sandbox._hard_reset(self)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(self._out.done, self._err.done), KILL_GRACE)
-        for closable in (self._writer, self._ctl_writer):
-            closable.close()
+        self._writer.close()
         for task in self._tasks:
             task.cancel()
+        if self._ctl_transport is not None:
+            self._ctl_transport.close()
+        else:
+            self._ctl.close()
+        if self._job_usage is not None:
+            self._job_usage.close()
         if self._process is not None:
             await reap(self._process)
         self._exit = self._exit_info(status)

@@ -1,6 +1,7 @@
-"""Per-instance time limits are CPU time measured by the job's supervisor, so scores,
-and therefore replays, do not depend on how busy the machine is; the wall clock
-stays a backstop that no sleeping or blocking solution gets past."""
+"""Per-instance time limits are CPU time, measured outside the job (read by the parent
+from /proc with the pid the supervisor's credentials gave, or asked of the supervisor),
+so scores, and therefore replays, do not depend on how busy the machine is; the wall
+clock stays a backstop that no sleeping or blocking solution gets past."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from stop_tui.engine.replay import replay
-from stop_tui.sandbox import Sandbox, codec
-from stop_tui.sandbox.api import Reply
+from stop_tui.sandbox import Sandbox, codec, usage
+from stop_tui.sandbox.api import Limits, Reply
 from stop_tui.sandbox.layers import probe
 from stop_tui.tasks import get_task
 from stop_tui.tasks.evaluate import evaluate, instance_wall
@@ -47,6 +48,14 @@ SOURCE = textwrap.dedent(
         elif mode == "forever":
             while True:
                 pass
+        elif mode == "forked":  # a child process spins; the job only waits
+            import os
+            if os.fork() == 0:
+                end = time.process_time() + seconds
+                while time.process_time() < end:
+                    pass
+                os._exit(0)
+            time.sleep(seconds / 2)
         return mode
     """
 )
@@ -60,7 +69,18 @@ async def _job(sandbox: Sandbox, mode: str, seconds: float, limit: float, wall: 
         return await child.request(message, timeout=wall, cpu_limit=limit)
 
 
-async def test_cpu_spent_is_measured_outside_the_child_and_bounds_each_request() -> None:
+@pytest.fixture(params=["read", "asked"])
+def measured(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the parent learns a job's CPU time: read from /proc itself, or (no
+    credentials came with the supervisor's HELLO) asked of the supervisor."""
+    if request.param == "asked":
+        monkeypatch.setattr(usage, "enable_credentials", lambda sock: False)
+    return str(request.param)
+
+
+async def test_cpu_spent_is_measured_outside_the_child_and_bounds_each_request(
+    measured: str,
+) -> None:
     async with Sandbox() as sandbox:
         slept = await _job(sandbox, "sleep", 0.6, limit=0.3, wall=30)
         spun = await _job(sandbox, "spin", 0.6, limit=0.3, wall=30)
@@ -74,6 +94,45 @@ async def test_cpu_spent_is_measured_outside_the_child_and_bounds_each_request()
     for reply in (spun, threaded, endless):
         assert reply.timed_out and reply.message is None
         assert reply.cpu is not None and reply.cpu > 0.3
+
+
+async def test_the_parent_reads_the_cpu_of_the_job_below_the_supervisor() -> None:
+    """The pid the kernel attached to the supervisor's HELLO is the supervisor's in the
+    parent's namespace; its one child is the job, whose /proc reading matches what the
+    supervisor answers; a job that may fork is measured as a whole tree."""
+    async with Sandbox() as sandbox:
+        child = await sandbox.spawn("solution", {"source": SOURCE, "entry_point": "algorithm"})
+        async with child:
+            assert await child.recv(timeout=20) == {"ready": True}
+            reader = child._job_usage
+            assert reader is not None and reader.single
+            stat = Path(f"/proc/{reader.job}/stat").read_text()
+            assert int(stat[stat.rfind(")") + 2 :].split()[1]) == reader.supervisor  # ppid
+            reply = await child.request(
+                {"call": codec.encode(["spin", 0.2])}, timeout=30, cpu_limit=0.35
+            )
+            assert reply.message is not None and reply.cpu is not None
+            read = reader.seconds()
+            child._job_usage = None  # now ask the supervisor
+            asked = await child.cpu_used()
+            assert read is not None and asked is not None
+            # the scheduler's nanoseconds vs the supervisor's clock ticks (10 ms each)
+            assert read >= 0.2 and abs(read - asked) <= 0.03
+        assert reader.seconds() is None  # gone: never a process that reused the pid
+        forking = await sandbox.spawn(
+            "solution",
+            {"source": SOURCE, "entry_point": "algorithm"},
+            limits=Limits(max_processes=4),
+        )
+        async with forking:
+            assert await forking.recv(timeout=20) == {"ready": True}
+            tree = forking._job_usage
+            assert tree is not None and not tree.single
+            before = tree.seconds()
+            reply = await forking.request({"call": codec.encode(["forked", 0.6])}, timeout=30)
+            after = tree.seconds()
+            assert reply.message is not None and before is not None and after is not None
+            assert after - before >= 0.25  # the spinning child's CPU counts for the job
 
 
 SLEEPER = textwrap.dedent(

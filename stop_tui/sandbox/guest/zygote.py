@@ -21,11 +21,13 @@ allowed. The backstop clock starts when the parent writes ``GO`` on the
 control socket, just before it sends the job's payload: a *spare* job (forked
 and confined ahead of time, waiting for a payload it has not been sent) has
 run nothing untrusted and may wait indefinitely; it still dies when the
-parent closes the control socket or dies. Each ``CPU`` byte the parent writes
-is answered with one line ``{"usage": seconds}``: the CPU time the job's
-processes have used so far (user + system, reaped children included), which
-the parent uses for per-instance time limits that do not depend on the
-machine's load. After the job is reaped it writes one JSON status line (exit
+parent closes the control socket or dies. The supervisor's first byte on the
+control socket is ``HELLO``, which carries its credentials to the parent, so the
+parent can read the job's CPU time from ``/proc`` itself (per-instance time
+limits that do not depend on the machine's load); where it cannot, each ``CPU``
+byte the parent writes is answered with one line ``{"usage": seconds}``: the
+CPU time the job's processes have used so far (user + system, reaped children
+included). After the job is reaped it writes one JSON status line (exit
 code or signal, CPU seconds) on the control socket, and only then lets the job's
 scratch go (its private tmpfs dies with the supervisor's mount namespace; without
 per-job namespaces a bounded :func:`remove_tree`).
@@ -52,6 +54,7 @@ N_FDS = 4  # channel, stdout, stderr, control
 BACKSTOP_GRACE = 5.0  # seconds past the wall limit before the supervisor kills on its own
 GO = b"g"  # control byte: the job's payload follows, start the backstop clock
 CPU = b"c"  # control byte: answer {"usage": CPU seconds the job has used so far}
+HELLO = b"h"  # the supervisor's first byte on the control socket (it carries its credentials)
 PROCESS_POLL = 0.005  # seconds between process counts when a job may fork
 POLL_FALLBACK = 0.01  # seconds between checks for the job's end without pidfds
 CLEANUP_SECONDS = 10.0  # most time spent removing a job's scratch directory (no userns)
@@ -147,6 +150,10 @@ def supervise(spec: dict[str, Any], chan: int, out: int, err: int, ctl: int) -> 
         os.close(alive_r)
         for fd in (chan, out, err):
             os.close(fd)
+        # With SO_PASSCRED on its end the parent receives our pid in its own pid
+        # namespace with this byte (the kernel vouches for it), finds the job as our
+        # only child and reads the job's CPU time from /proc itself, without asking.
+        os.write(ctl, HELLO)
         backstop = float(limits["wall_time"]) + BACKSTOP_GRACE
         status = _watch(pid, ctl, backstop, int(limits["max_processes"]))
     except BaseException as exc:
@@ -230,57 +237,72 @@ def count_processes(root: int, limit: int) -> int:
     while todo and seen <= limit:
         pid = todo.pop()
         seen += 1
-        todo.extend(_children(pid))
+        todo.extend(children_of(pid))
     return seen
 
 
 def _orphans(job: int) -> list[int]:
-    return [pid for pid in _children(os.getpid()) if pid != job]
+    return [pid for pid in children_of(os.getpid()) if pid != job]
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int, proc: str = "/proc") -> list[int]:
     found: list[int] = []
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
+        tasks = os.listdir(f"{proc}/{pid}/task")
     except OSError:
         return found
     for tid in tasks:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
+            with open(f"{proc}/{pid}/task/{tid}/children") as f:
                 found.extend(int(child) for child in f.read().split())
         except (OSError, ValueError):
             continue
     return found
 
 
-def job_cpu_seconds(job: int) -> float:
-    """CPU seconds (user + system) used so far by the job's process tree.
+def _stat_ticks(stat: bytes) -> int:
+    """User + system clock ticks in one ``/proc/PID/stat``: the process's own (all its
+    threads, also exited ones) and its reaped children's (fields 14-17)."""
+    fields = stat[stat.rfind(b")") + 2 :].split()  # from field 3 (state) on
+    try:
+        return sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    except (ValueError, IndexError):
+        return 0
 
-    Read from ``/proc/PID/stat`` of every process in the tree: a process's
-    own time covers its threads (also exited ones), its children's time covers
-    the children it reaped. Resolution: one clock tick (usually 10 ms).
+
+def job_cpu_seconds(job: int) -> float:
+    """CPU seconds (user + system) used so far by the job's process tree."""
+    return tree_cpu_seconds([job, *_orphans(job)])
+
+
+def tree_cpu_seconds(roots: list[int], proc: str = "/proc") -> float:
+    """CPU seconds (user + system) used so far by the processes ``roots`` and all
+    their descendants.
+
+    Read from ``/proc/PID/stat`` of every process in the trees: a process's own
+    time covers its threads (also exited ones), its children's time covers the
+    children it reaped. Resolution: one clock tick (usually 10 ms). The parent
+    reads the same files with host pids (:mod:`stop_tui.sandbox.usage`).
     """
     ticks = 0
     seen: set[int] = set()
-    todo = [job, *_orphans(job)]
+    todo = list(roots)
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
+            with open(f"{proc}/{pid}/stat", "rb") as f:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()  # from field 3 (state) on
-        with contextlib.suppress(ValueError, IndexError):
-            ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        todo.extend(_children(pid))
-    return ticks / _CLOCK_TICKS
+        ticks += _stat_ticks(stat)
+        todo.extend(children_of(pid, proc))
+    return ticks / CLOCK_TICKS
 
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _kill_descendants() -> None:
@@ -292,11 +314,11 @@ def _kill_descendants() -> None:
     """
     me = os.getpid()
     for _ in range(1000):
-        todo, tree = _children(me), []
+        todo, tree = children_of(me), []
         while todo:
             pid = todo.pop()
             tree.append(pid)
-            todo.extend(_children(pid))
+            todo.extend(children_of(pid))
         if not tree:
             return
         for pid in tree:
@@ -309,7 +331,7 @@ def _kill_descendants() -> None:
                 break
             if reaped == 0:
                 time.sleep(0.001)
-                if not _children(me):
+                if not children_of(me):
                     break
 
 
