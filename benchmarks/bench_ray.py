@@ -29,6 +29,8 @@ from typing import Any
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+from demo_sweep import demo_sweep  # beside this script
+
 from stop_tui.config import load_settings
 from stop_tui.engine.executor import Executor, LocalExecutor
 from stop_tui.experiments.controller import SweepController
@@ -49,23 +51,10 @@ def algorithm(*args):
 
 
 def sweep_file(latency: float, seeds: int) -> str:
-    return f"""
-name = "bench-ray"
-tasks = ["parity_noise", "maxcut"]
-models = ["demo"]
-seeds = {list(range(seeds))}
-generations = 1
-concurrency = 4
-
-[settings]
-meta_utility_tests = 2
-meta_utility_budget = 3
-utility_budget = 3
-lm_budget = 2
-max_responses_per_call = 3
-demo_latency = {latency}
-demo_failure_rate = 0.0
-"""
+    return demo_sweep(
+        "bench-ray", ["parity_noise", "maxcut"], list(range(seeds)),
+        generations=1, concurrency=4, latency=latency, extra="demo_failure_rate = 0.0\n",
+    )  # fmt: skip
 
 
 def sweep(root: Path, text: str, cluster: str) -> dict[str, Any]:

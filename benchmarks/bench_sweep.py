@@ -19,6 +19,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from demo_sweep import demo_sweep  # beside this script
+
 from stop_tui.config import load_settings
 from stop_tui.experiments.controller import SweepController
 from stop_tui.experiments.record import SweepRecord, save
@@ -27,22 +29,10 @@ from stop_tui.store.store import RunStore
 
 
 def sweep_file(latency: float, concurrency: int, generations: int) -> str:
-    return f"""
-name = "bench"
-tasks = ["parity_noise", "str_grid_dist"]
-models = ["demo"]
-seeds = [0, 1, 2, 3, 4, 5]
-generations = {generations}
-concurrency = {concurrency}
-
-[settings]
-meta_utility_tests = 2
-meta_utility_budget = 3
-utility_budget = 3
-lm_budget = 2
-max_responses_per_call = 3
-demo_latency = {latency}
-"""
+    return demo_sweep(
+        "bench", ["parity_noise", "str_grid_dist"], [0, 1, 2, 3, 4, 5],
+        generations=generations, concurrency=concurrency, latency=latency,
+    )  # fmt: skip
 
 
 def phase(root: Path, text: str) -> dict[str, float]:
