@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "answer",
         help="approve or reject a request a live run waits on (see 'stop-tui pending')",
-        description="Answer an approval request of a run started with --headless --approve "
-        "ask, from any terminal. The first answer wins; the run records who gave it.",
+        description="Answer an approval request of a run waiting for a person (in the app, "
+        "or started with --headless --approve ask), from any terminal. The first answer "
+        "wins; the run records who gave it.",
     )
     parser.add_argument("run_id", metavar="RUN")
     parser.add_argument(

@@ -1,7 +1,7 @@
 """``stop-tui pending [RUN] [REQUEST]``: the approval requests live runs wait on.
 
-A run started with ``--headless --approve ask`` publishes each request it waits
-on in the workspace (:mod:`stop_tui.store.answers`). This lists them, or shows
+A run in the app, or started with ``--headless --approve ask``, publishes each
+request it waits on in the workspace (:mod:`stop_tui.store.answers`). This lists them, or shows
 one as the run's terminal shows it (diff, audit, scores, allowances; every
 untrusted text through the one sanitiser), with the ``stop-tui answer`` line
 that decides it.

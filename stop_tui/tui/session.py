@@ -3,6 +3,9 @@ approval requests waiting for a person.
 
 The engine runs as an asyncio worker on the app's event loop. Bus callbacks and
 gate listeners only *post messages*; the run screen's handlers own the state.
+Requests are also published on the workspace's answer board, as a headless run's
+are: ``stop-tui pending`` lists them and ``stop-tui answer`` decides them from another
+terminal (one claim per request: whichever answer comes first is the decision).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from collections.abc import Callable
 from textual.message import Message
 from textual.worker import Worker
 
-from stop_tui.engine.approval import ApprovalRequest
+from stop_tui.engine.approval import ApprovalRequest, SharedAnswers
 from stop_tui.engine.events import Event
 from stop_tui.engine.session import Prepared
 from stop_tui.errors import UserError
+from stop_tui.store.answers import AnswerBoard
 from stop_tui.tui.messages import ApprovalNeeded, EngineEvent, RunEnded
 
 
@@ -29,6 +33,7 @@ class RunSession:
         self.worker: Worker[str] | None = None
         self.status = "starting"
         self._post: Callable[[Message], object] | None = None
+        self.shared: SharedAnswers | None = None
 
     @property
     def run_id(self) -> str:
@@ -42,6 +47,10 @@ class RunSession:
         """Route the engine's events and approval requests to ``post`` (a screen's
         ``post_message``)."""
         self._post = post
+        if self.shared is None:  # first, so that every request is offered before it shows
+            board = AnswerBoard(self.prepared.store.lock_dir, self.run_id)
+            self.shared = SharedAnswers(self.gate, board)
+            self.bus.on(self.shared.on_event)
         self.bus.on(self._on_event)
         self.gate.listeners.append(self._on_request)
 
@@ -61,6 +70,7 @@ class RunSession:
         """The worker's body: run the engine, then close the sandbox and backend."""
         status = "failed"
         error = ""
+        watching = asyncio.ensure_future(self.shared.watch()) if self.shared else None
         try:
             self.status = "running"
             status = await self.run.run()
@@ -73,6 +83,10 @@ class RunSession:
             error = f"{type(exc).__name__}: {exc}"
         finally:
             self.status = status
+            if watching is not None:
+                watching.cancel()
+            if self.shared is not None:
+                self.shared.close()
             try:
                 await asyncio.shield(self.prepared.close())
             except Exception as exc:  # pragma: no cover - closing failed

@@ -130,6 +130,23 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         self.query_one("#approval-diff").border_title = "diff against its parent"
         self.query_one("#approval-side").border_title = "scores and audit"
         self.query_one("#approval-diff").focus()
+        # Answered elsewhere (`stop-tui answer` in another terminal, or a policy): close.
+        self.request.decided.add_done_callback(lambda _: self.call_later(self._decided_elsewhere))
+
+    def _decided_elsewhere(self) -> None:
+        if not self.is_attached or self.app.screen is not self:
+            return
+        decided = self.request.decided
+        if decided.cancelled() or decided.exception() is not None:  # the run stopped waiting
+            self.dismiss(None)
+            return
+        decision = decided.result()
+        self.notify(
+            visible(f"g{self.request.generation}: {decision.action} by {decision.by}"),
+            title="answered elsewhere",
+            markup=False,
+        )
+        self.dismiss(None)
 
     def _warning_text(self, source: str) -> Text:
         P = Palette.from_theme(self.app.current_theme)

@@ -223,16 +223,19 @@ class RunScreen(Screen[None]):
         self._approval_open = None
         if result is not None and request.pending and self.session is not None:
             action, payload = result
+            taken = True
             if action == "approve":
-                request.approve()
+                taken = request.approve()
             elif action == "reject":
-                request.reject(payload)
+                taken = request.reject(payload)
             elif action == "edit":
-                request.approve_edited(payload)
+                taken = request.approve_edited(payload)
             elif action == "rest":
                 self.session.gate.approve_rest_of_generation(request.generation)
-                request.approve(reason="approved the rest of this generation")
-            elif action == "next":
+                taken = request.approve(reason="approved the rest of this generation")
+            if not taken:  # another terminal's answer won the claim first
+                self.notify(visible(f"already {request.lost_to}"), markup=False)
+            if action == "next":
                 later = [r for r in self.session.pending() if r is not request]
                 if later:
                     self.call_after_refresh(self.show_approval, later[0])
