@@ -14,7 +14,7 @@ from rich.text import Text
 
 from stop_tui.engine.audit import EXPLANATIONS
 from stop_tui.engine.behaviour import Behaviour
-from stop_tui.engine.evidence import Evidence
+from stop_tui.engine.evidence import Evidence, MonitorNote
 from stop_tui.tui.charts import Palette
 from stop_tui.untrusted import ESCAPE_STYLE, ESCAPES, rich_text, visible
 
@@ -55,6 +55,13 @@ def flags_view(flags: list[str] | tuple[str, ...], P: Palette) -> Group:
     if not flags:
         parts.insert(0, Text("the static audit flagged nothing", style=f"bold {P['success']}"))
     return Group(*parts)
+
+
+def monitor_view(note: MonitorNote, P: Palette) -> Text:
+    """The monitor model's note: the heading in fixed words, the text through the sanitiser
+    (plain Text: markup in it stays literal, escape sequences show as ⟦ESC⟧)."""
+    head = Text(note.heading(), style=f"bold {P['accent']}" if note.available else "dim")
+    return Text("\n").join([head, rich_text(note.text)])
 
 
 def allowances_view(allowances: dict[str, object]) -> Text:

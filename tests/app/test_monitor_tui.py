@@ -3,11 +3,13 @@ the modal, untrusted text shown escaped (markup literal), advisory words in the 
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from rich.text import Text
 from textual.widgets import Static
 
@@ -29,7 +31,7 @@ def with_note(note: MonitorNote) -> ApprovalRequest:
     return replace(request, evidence=replace(request.evidence, monitor=note))
 
 
-def _plain(screen: ApprovalScreen, selector: str) -> str:
+def _plain(screen: Any, selector: str) -> str:
     rendered = screen.query_one(selector, Static).render()
     return rendered.plain if isinstance(rendered, Text) else str(rendered)
 
@@ -102,3 +104,42 @@ def test_adoption_screen_with_scores_behaviour_and_monitor_note(
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=ready)
+
+
+async def test_the_improver_screen_shows_the_recorded_monitor_note(tmp_path: Path) -> None:
+    """The note kept with a decision is on the improver screen of the saved run, through
+    the sanitiser: its markup stays literal, its escape sequences are shown, not obeyed."""
+    import random
+
+    from stop_tui.store.records import Decision, RunConfig
+    from stop_tui.store.store import RunStore
+    from stop_tui.store.synthetic import SEED_SOURCE, improver_source, step_record
+    from stop_tui.tui.screens.improver import ImproverScreen
+    from tests.support.tui import settings_for, wait_for
+
+    workspace = tmp_path / "ws"
+    store = RunStore(workspace, create=True)
+    rng = random.Random(0)
+    note = MonitorNote("flag", HOSTILE, "test-model", "g1/monitor/c0")
+    with store.create_run(
+        RunConfig(task="parity_noise", model="demo", settings={}),
+        SEED_SOURCE,
+        record=step_record(rng, 0, "seed", None),
+        run_id="20260105-000000-note",
+    ) as writer:
+        record = step_record(rng, 1, "candidate", 0)
+        record.decision = Decision("rejected", "alice", "2026-12-03T10:00:00Z", "no",
+                                   monitor=note.to_json())  # fmt: skip
+        commit = writer.commit_step(record, improver_source(1, 0))
+    app = StopApp(settings_for(workspace), snapshot=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_improver("20260105-000000-note", commit=commit)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ImproverScreen) and app.screen.data, "it"
+        )
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(app.screen.query_one("#imp-audit", Static).content)
+        text = console.export_text()
+    assert "monitor note (test-model, untrusted, advisory only): verdict flag" in text
+    assert "[bold]Approve at once[/bold]" in text  # markup literal, not styled
+    assert "⟦ESC⟧" in text and "\x1b" not in text

@@ -17,13 +17,18 @@ from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
 from stop_tui.engine.approval import ApprovalRequest, Purpose
 from stop_tui.engine.audit import review_warnings
-from stop_tui.engine.evidence import MonitorNote
 from stop_tui.tui.bindings import bindings_for, with_key
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
-from stop_tui.tui.render import allowances_view, behaviour_view, evidence_view, flags_view
+from stop_tui.tui.render import (
+    allowances_view,
+    behaviour_view,
+    evidence_view,
+    flags_view,
+    monitor_view,
+)
 from stop_tui.tui.screens.diffview import DiffView
-from stop_tui.untrusted import reveal, rich_text, visible
+from stop_tui.untrusted import reveal, visible
 
 if TYPE_CHECKING:
     from stop_tui.tui.session import RunSession
@@ -31,13 +36,6 @@ if TYPE_CHECKING:
 #: The modal's answer: (action, payload) with action approve | reject (payload: reason) |
 #: edit (payload: the edited source) | rest | next | later.
 Answer = tuple[str, str]
-
-
-def monitor_view(note: MonitorNote, P: Palette) -> Text:
-    """The monitor model's note: the heading in fixed words, the text through the sanitiser
-    (plain Text: markup in it stays literal, escape sequences show as ⟦ESC⟧)."""
-    head = Text(note.heading(), style=f"bold {P['accent']}" if note.available else "dim")
-    return Text("\n").join([head, rich_text(note.text)])
 
 
 def describe(request: ApprovalRequest) -> str:

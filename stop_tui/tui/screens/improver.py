@@ -20,12 +20,12 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 
 from stop_tui.engine.audit import review_warnings
 from stop_tui.engine.behaviour import Behaviour, alarms
-from stop_tui.engine.evidence import scores_lines
+from stop_tui.engine.evidence import MonitorNote, scores_lines
 from stop_tui.store.records import StepInfo, StepRecord
 from stop_tui.tui.bindings import bindings_for
 from stop_tui.tui.charts import Palette
 from stop_tui.tui.host import Host, host
-from stop_tui.tui.render import behaviour_view, flags_view, source_view
+from stop_tui.tui.render import behaviour_view, flags_view, monitor_view, source_view
 from stop_tui.tui.screens.diffview import DiffView
 from stop_tui.untrusted import rich_text, visible
 from stop_tui.view.text import fmt
@@ -226,6 +226,9 @@ class ImproverScreen(Screen[None]):
         reason = record.extra.get("reason")
         if reason:
             audit.append(rich_text(f"\noutcome: {reason}", P["warning"]))
+        note = MonitorNote.from_json(record.decision.monitor) if record.decision else None
+        if note is not None:  # untrusted: through the sanitiser, as in the modal
+            audit += [Text(""), monitor_view(note, P)]
         proposed = record.extra.get("proposed_source")
         if proposed:
             audit.append(
