@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 Answer = tuple[str, str]
 
 
+def request_name(request: ApprovalRequest) -> str:
+    """``g1 c0`` for a candidate, ``g1 adoption`` for an adoption."""
+    which = f"c{request.index}" if request.index is not None else "adoption"
+    return f"g{request.generation} {which}"
+
+
 def describe(request: ApprovalRequest) -> str:
     if request.purpose is Purpose.CANDIDATE:
         return f"Run candidate {request.index} of generation {request.generation}?"
@@ -140,7 +146,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
             return
         decision = decided.result()
         self.notify(
-            visible(f"g{self.request.generation}: {decision.action} by {decision.by}"),
+            visible(f"{request_name(self.request)}: {decision.action} by {decision.by}"),
             title="answered elsewhere",
             markup=False,
         )
@@ -159,10 +165,7 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         others = [p for p in pending if p is not self.request]
         if not others:
             return "nothing else is waiting"
-        names = ", ".join(
-            f"g{p.generation} " + (f"c{p.index}" if p.index is not None else "adoption")
-            for p in others[:5]
-        )
+        names = ", ".join(request_name(p) for p in others[:5])
         return f"{len(others)} more waiting: {names} ({self.stop_app.key('approval.next')}: next)"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
