@@ -2,7 +2,8 @@
 
 Under ``--approve ask`` the requests of all cells are answered at the terminal one
 at a time, each labelled with its cell (task/model/variant/seed) and run id; the
-other cells keep running meanwhile. Cells' messages (a run's or a child's error) and
+other cells keep running meanwhile. Every cell's requests are also published for
+``stop-tui pending`` / ``stop-tui answer`` (the first answer decides). Cells' messages (a run's or a child's error) and
 stored text are printed through :mod:`stop_tui.untrusted`, never read as markup.
 """
 
@@ -66,7 +67,9 @@ class SweepView:
             show_request(self.console, request, label=item.label)
             candidate = request.purpose is Purpose.CANDIDATE
             text = await loop.run_in_executor(None, answer, candidate)
-            if not request.pending:
+            if not request.pending:  # answered meanwhile (`stop-tui answer`, a policy)
+                self.console.print(rich_text(f"your answer was not recorded: {item.label} was "
+                                             "answered elsewhere"))  # fmt: skip
                 continue
             prepared = self.controller.prepared.get(item.run_id)
             resolve(request, text, prepared.run.gate if prepared is not None else None)

@@ -217,8 +217,9 @@ class SharedAnswers:
         gate.listeners.append(self.offer)
 
     def on_event(self, event: Event) -> None:
-        # The run holds its lock from RunStarted on: what a killed session left goes.
-        if isinstance(event, RunStarted):
+        # The run holds its lock from RunStarted on: what a killed session left goes. (A
+        # sweep's bus carries every cell's events: only this run's own start counts.)
+        if isinstance(event, RunStarted) and event.run_id in ("", self.board.run_id):
             self.board.reset()
 
     def offer(self, request: ApprovalRequest) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from stop_tui import __version__
 from stop_tui.config import Settings
-from stop_tui.engine.approval import ApprovalRequest, Gate, Policy
+from stop_tui.engine.approval import ApprovalRequest, Gate, Policy, SharedAnswers
 from stop_tui.engine.events import EventBus
 from stop_tui.engine.executor import Executor
 from stop_tui.engine.session import Prepared, cluster_executor, prepare_resume, prepare_run
@@ -29,6 +29,7 @@ from stop_tui.experiments.budget import SweepBudget, SweepCellRecorder, recorded
 from stop_tui.experiments.grid import Cell
 from stop_tui.experiments.record import CellEntry, SweepRecord
 from stop_tui.sandbox.api import Sandbox
+from stop_tui.store.answers import AnswerBoard
 from stop_tui.store.store import RunStore
 
 SettingsFor = Callable[[dict[str, Any]], Settings]
@@ -132,6 +133,7 @@ class SweepController:
             max_calls=caps.max_calls, max_tokens=caps.max_tokens, max_cost=caps.max_cost
         )
         self.listeners: list[Callable[[CellEvent], None]] = []
+        self._shared: dict[str, SharedAnswers] = {}  # run id -> its requests offered to others
         self.running = 0
         self.peak = 0
         self.prepared: dict[str, Prepared] = {}  # run id -> the live cell
@@ -162,6 +164,12 @@ class SweepController:
 
     def _gate(self, entry: CellEntry) -> Gate:
         gate = Gate(Policy(entry.cell.overrides.get("approval", "auto")))
+        if gate.policy not in (Policy.AUTO, Policy.REJECT_FLAGGED):
+            # Offered first (before the queue shows it): `stop-tui pending` lists the
+            # cell's requests and `stop-tui answer` decides them, as for a single run.
+            shared = SharedAnswers(gate, AnswerBoard(self.store.lock_dir, entry.run_id))
+            self.bus.on(shared.on_event)
+            self._shared[entry.run_id] = shared
         gate.listeners.append(
             lambda request: self.queue.put(QueuedApproval(entry.cell, entry.run_id, request))
         )
@@ -229,6 +237,8 @@ class SweepController:
                 message = f"{type(exc).__name__}: {exc}"
                 return CellOutcome(entry.cell.key, entry.run_id, "error", message)
             self.prepared[entry.run_id] = prepared
+            shared = self._shared.get(entry.run_id)
+            watching = asyncio.ensure_future(shared.watch()) if shared is not None else None
             self.running += 1
             self.peak = max(self.peak, self.running)
             self._emit(CellEvent("started", entry.cell, entry.run_id, self.running))
@@ -242,6 +252,10 @@ class SweepController:
                 raise
             finally:
                 self.running -= 1
+                if watching is not None:
+                    watching.cancel()
+                if shared is not None:
+                    shared.close()
                 await prepared.close()
                 self._emit(CellEvent("ended", entry.cell, entry.run_id, self.running, outcome))
             return outcome

@@ -153,6 +153,47 @@ async def test_cells_share_one_approval_queue_and_respect_the_concurrency_limit(
         assert f"approval: {e.cell.key} ({e.run_id}): generation" in text_out
 
 
+async def test_a_cells_request_is_answered_from_another_terminal(tmp_path: Path) -> None:
+    """Every cell's requests are published like a single run's: `stop-tui answer` from a
+    second terminal decides one, the sweep's terminal is then told its answer was not
+    recorded, and the cell's record names the other terminal."""
+    from stop_tui.cli.sweep_view import drive
+
+    text = sweep_text(["parity_noise"], [0, 1], generations=1, concurrency=2)
+    controller = controller_for(
+        tmp_path, text.replace('models = ["demo"]', 'models = ["demo"]\napproval = "ask"')
+    )
+    workspace = str(controller.store.path)
+    answered: list[dict[str, Any]] = []
+
+    def answer(candidate: bool) -> str:
+        if not answered:  # the first request: decided by a second terminal meanwhile
+            listed = json.loads(
+                cli("pending", "--json", "--workspace", workspace, cwd=tmp_path).stdout
+            )
+            request = next(r for r in listed if r["live"])
+            done = cli(
+                "answer", request["run_id"], request["request_id"], "reject",
+                "--sha256", request["source_sha256"], "--note", "from the other terminal",
+                "--workspace", workspace, cwd=tmp_path,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+            answered.append(request)
+        return "a"
+
+    out = io.StringIO()
+    result, _ = await drive(controller, Console(file=out, width=200), ask=True, answer=answer)
+    assert result.ok, result.outcomes
+    (request,) = answered
+    assert "your answer was not recorded" in out.getvalue()
+    steps = controller.store.list_steps(request["run_id"])
+    decisions = [controller.store.get_record(s.commit).decision for s in steps]
+    (theirs,) = [d for d in decisions if d is not None and d.reason == "from the other terminal"]
+    assert theirs.action == "rejected" and "(stop-tui answer, pid " in theirs.by
+    assert theirs.source_sha256 == request["source_sha256"]
+    assert not list(controller.store.lock_dir.glob("*.pending/*.request.json"))  # none left
+
+
 async def test_sweep_caps_stop_cells_cleanly_and_are_counted(tmp_path: Path) -> None:
     from stop_tui.experiments.results import collect
     from stop_tui.experiments.stats import compute
