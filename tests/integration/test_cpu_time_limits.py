@@ -48,14 +48,17 @@ SOURCE = textwrap.dedent(
         elif mode == "forever":
             while True:
                 pass
-        elif mode == "forked":  # a child process spins; the job only waits
+        elif mode == "forked":  # a child process spins (and goes on); the job only waits
             import os
+            ready, told = os.pipe()
             if os.fork() == 0:
                 end = time.process_time() + seconds
                 while time.process_time() < end:
                     pass
-                os._exit(0)
-            time.sleep(seconds / 2)
+                os.write(told, b"x")  # it has used `seconds` of CPU, however busy the machine
+                while True:
+                    pass
+            os.read(ready, 1)
         return mode
     """
 )
@@ -129,10 +132,10 @@ async def test_the_parent_reads_the_cpu_of_the_job_below_the_supervisor() -> Non
             tree = forking._job_usage
             assert tree is not None and not tree.single
             before = tree.seconds()
-            reply = await forking.request({"call": codec.encode(["forked", 0.6])}, timeout=30)
+            reply = await forking.request({"call": codec.encode(["forked", 0.3])}, timeout=60)
             after = tree.seconds()
             assert reply.message is not None and before is not None and after is not None
-            assert after - before >= 0.25  # the spinning child's CPU counts for the job
+            assert after - before >= 0.28  # the live child's CPU counts for the job (1 tick)
 
 
 SLEEPER = textwrap.dedent(
