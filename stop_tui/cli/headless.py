@@ -22,6 +22,7 @@ import select
 import sys
 import termios
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -59,9 +60,9 @@ class HeadlessView:
     ) -> None:
         self.run = run
         self.shared = shared  # the run's requests are answerable from other processes too
-        self._cancel = threading.Event()  # set: the prompt being read stops waiting
         self.workspace = workspace
         self.console = console or Console(highlight=False)
+        self.prompt = TerminalPrompt(self.console)
         self.ask = ask
         self.model = RunModel.of_config(run.config)
         self.progress = Progress(
@@ -88,33 +89,19 @@ class HeadlessView:
     # -- approvals at the terminal
 
     async def approvals(self) -> None:
-        # One line is read at a time, on a daemon thread that polls the terminal, so a
-        # request answered elsewhere (another terminal: SharedAnswers) stops its prompt;
-        # what was typed for it is discarded, never applied to the next request.
-        line: asyncio.Future[str] | None = None
         while True:
             request = await self._approvals.get()
-            if line is not None and not line.done():
-                await line  # a prompt answered elsewhere, still reading (not pollable)
-            line = None
+            await self.prompt.ready()
             if not request.pending:
                 continue
-            candidate = request.purpose is Purpose.CANDIDATE
             self.progress.stop()
             try:
                 self.show_request(request)
-                line = self._read_line(candidate)
-                either: set[asyncio.Future[Any]] = {line, request.decided}
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                answer = await self.prompt.ask(request, request.request_id)
             finally:
                 self.progress.start()
-            if not line.done():
-                self.stop_prompting()  # the prompt returns unless stdin cannot be polled
-                self.console.print(
-                    rich_text(f"\n  {request.request_id} was answered elsewhere", "yellow")
-                )
+            if answer is None:
                 continue
-            answer, line = line.result(), None
             decided = resolve(request, answer, self.run.gate)
             if not decided:
                 self.console.print(
@@ -126,28 +113,7 @@ class HeadlessView:
                 )
 
     def stop_prompting(self) -> None:
-        self._cancel.set()
-
-    def _read_line(self, candidate: bool) -> asyncio.Future[str]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[str] = loop.create_future()
-        self._cancel = cancel = threading.Event()
-
-        def read() -> None:
-            text: str | None = None
-            error: BaseException | None = None
-            try:
-                text = self._prompt(candidate, cancel)
-            except BaseException as exc:  # handed to the event loop
-                error = exc
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                loop.call_soon_threadsafe(_settle, future, text, error)
-
-        threading.Thread(target=read, name="approval-prompt", daemon=True).start()
-        return future
-
-    def _prompt(self, candidate: bool, cancel: threading.Event) -> str:
-        return terminal_answer(candidate, cancel)
+        self.prompt.stop()
 
     def show_request(self, request: ApprovalRequest) -> None:
         show_request(self.console, request)
@@ -372,6 +338,66 @@ def print_monitor(console: Console, note: MonitorNote | None) -> None:
     console.print(Text(note.heading(), style="bold magenta" if note.available else "dim"))
     for line in note.text.split("\n"):
         console.print(rich_text("  " + line))
+
+
+#: Reads one approval line: (is it a candidate, set when the prompt should give up) -> text.
+LineReader = Callable[[bool, threading.Event], str]
+
+
+class TerminalPrompt:
+    """Approvals at the terminal, one at a time, for a run's view and a sweep's.
+
+    The line is read on a daemon thread that polls the terminal, so a request decided
+    elsewhere first (another terminal through :class:`SharedAnswers`, or a policy) stops
+    its prompt, says so, and what was typed for it is discarded, never applied to the
+    next request."""
+
+    def __init__(self, console: Console, read: LineReader | None = None) -> None:
+        self.console = console
+        self.read: LineReader = read or terminal_answer
+        self._cancel = threading.Event()  # set: the prompt being read stops waiting
+        self._line: asyncio.Future[str] | None = None
+
+    async def ready(self) -> None:
+        """Wait for a prompt that was answered elsewhere but is still reading (stdin that
+        cannot be polled) to return; nothing it read is used."""
+        if self._line is not None and not self._line.done():
+            await self._line
+        self._line = None
+
+    async def ask(self, request: ApprovalRequest, label: str) -> str | None:
+        """The line typed for ``request``, or None when it was decided elsewhere first."""
+        await self.ready()
+        line = self._line = self._start(request.purpose is Purpose.CANDIDATE)
+        either: set[asyncio.Future[Any]] = {line, request.decided}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not line.done():
+            self.stop()  # the prompt returns unless stdin cannot be polled
+            self.console.print(rich_text(f"\n  {label} was answered elsewhere", "yellow"))
+            return None
+        self._line = None
+        return line.result()
+
+    def stop(self) -> None:
+        self._cancel.set()
+
+    def _start(self, candidate: bool) -> asyncio.Future[str]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        self._cancel = cancel = threading.Event()
+
+        def read() -> None:
+            text: str | None = None
+            error: BaseException | None = None
+            try:
+                text = self.read(candidate, cancel)
+            except BaseException as exc:  # handed to the event loop
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, text, error)
+
+        threading.Thread(target=read, name="approval-prompt", daemon=True).start()
+        return future
 
 
 def _settle(future: asyncio.Future[str], text: str | None, exc: BaseException | None) -> None:

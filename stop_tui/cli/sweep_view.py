@@ -10,19 +10,15 @@ stored text are printed through :mod:`stop_tui.untrusted`, never read as markup.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
 
-from stop_tui.cli.headless import resolve, show_request, terminal_answer
-from stop_tui.engine.approval import Purpose
+from stop_tui.cli.headless import LineReader, TerminalPrompt, resolve, show_request
 from stop_tui.engine.events import EngineError, Event, GenerationFinished, RunStarted
 from stop_tui.experiments.controller import CellEvent, SweepController, SweepResult
 from stop_tui.untrusted import rich_text
 from stop_tui.view.text import model_label
-
-Answer = Callable[[bool], str]
 
 
 class SweepView:
@@ -58,21 +54,28 @@ class SweepView:
         elif isinstance(event, EngineError):
             self.console.print(rich_text(f"  {key}: error: {event.message}"))
 
-    async def approvals(self, answer: Answer) -> None:
-        loop = asyncio.get_running_loop()
+    async def approvals(self, read: LineReader | None = None) -> None:
+        prompt = TerminalPrompt(self.console, read)
         queue = self.controller.queue
-        while True:
-            item = await queue.get()
-            request = item.request
-            show_request(self.console, request, label=item.label)
-            candidate = request.purpose is Purpose.CANDIDATE
-            text = await loop.run_in_executor(None, answer, candidate)
-            if not request.pending:  # answered meanwhile (`stop-tui answer`, a policy)
-                self.console.print(rich_text(f"your answer was not recorded: {item.label} was "
-                                             "answered elsewhere"))  # fmt: skip
-                continue
-            prepared = self.controller.prepared.get(item.run_id)
-            resolve(request, text, prepared.run.gate if prepared is not None else None)
+        try:
+            while True:
+                item = await queue.get()
+                request = item.request
+                await prompt.ready()
+                if not request.pending:
+                    continue
+                show_request(self.console, request, label=item.label)
+                text = await prompt.ask(request, item.label)  # None: answered elsewhere
+                if text is None:
+                    continue
+                prepared = self.controller.prepared.get(item.run_id)
+                if not resolve(request, text, prepared.run.gate if prepared else None):
+                    self.console.print(
+                        rich_text(f"  your answer was not recorded: {item.label} was already "
+                                  f"{request.lost_to}", "yellow")
+                    )  # fmt: skip
+        finally:
+            prompt.stop()
 
     def table(self, result: SweepResult) -> Table:
         table = Table(title=rich_text(f"sweep {result.sweep_id}"))
@@ -86,10 +89,12 @@ class SweepView:
 
 
 async def drive(
-    controller: SweepController, console: Console, *, ask: bool, answer: Answer = terminal_answer
+    controller: SweepController, console: Console, *, ask: bool, read: LineReader | None = None
 ) -> tuple[SweepResult, SweepView]:
+    """Run the sweep with this view; under ``ask`` approvals are read at the terminal
+    (``read``: how a line is read; the terminal by default)."""
     view = SweepView(controller, console)
-    task = asyncio.ensure_future(view.approvals(answer)) if ask else None
+    task = asyncio.ensure_future(view.approvals(read)) if ask else None
     try:
         result = await controller.run()
     finally:

@@ -129,7 +129,7 @@ async def test_cells_share_one_approval_queue_and_respect_the_concurrency_limit(
     controller.bus.on(watch)
     spans: list[int] = []
 
-    def answer(candidate: bool) -> str:
+    def answer(candidate: bool, cancel: threading.Event) -> str:
         # The first answer waits until two cells wait in the one queue at once.
         deadline = time.monotonic() + (60 if not spans else 0)
         while True:
@@ -141,7 +141,7 @@ async def test_cells_share_one_approval_queue_and_respect_the_concurrency_limit(
         return "a"
 
     out = io.StringIO()
-    result, _ = await drive(controller, Console(file=out, width=200), ask=True, answer=answer)
+    result, _ = await drive(controller, Console(file=out, width=200), ask=True, read=answer)
     assert result.ok, result.outcomes
     assert peak == 2 and result.peak_concurrency == 2
     assert spans[0] == 2
@@ -155,8 +155,8 @@ async def test_cells_share_one_approval_queue_and_respect_the_concurrency_limit(
 
 async def test_a_cells_request_is_answered_from_another_terminal(tmp_path: Path) -> None:
     """Every cell's requests are published like a single run's: `stop-tui answer` from a
-    second terminal decides one, the sweep's terminal is then told its answer was not
-    recorded, and the cell's record names the other terminal."""
+    second terminal decides one, the sweep's prompt stands down (what the person had not
+    yet typed is never applied), and the cell's record names the other terminal."""
     from stop_tui.cli.sweep_view import drive
 
     text = sweep_text(["parity_noise"], [0, 1], generations=1, concurrency=2)
@@ -165,8 +165,9 @@ async def test_a_cells_request_is_answered_from_another_terminal(tmp_path: Path)
     )
     workspace = str(controller.store.path)
     answered: list[dict[str, Any]] = []
+    stood_down = threading.Event()
 
-    def answer(candidate: bool) -> str:
+    def answer(candidate: bool, cancel: threading.Event) -> str:
         if not answered:  # the first request: decided by a second terminal meanwhile
             listed = json.loads(
                 cli("pending", "--json", "--workspace", workspace, cwd=tmp_path).stdout
@@ -179,13 +180,16 @@ async def test_a_cells_request_is_answered_from_another_terminal(tmp_path: Path)
             )  # fmt: skip
             assert done.returncode == 0, done.stdout + done.stderr
             answered.append(request)
+            if cancel.wait(30):  # the person typed nothing yet: the prompt gives up
+                stood_down.set()
+                return ""
         return "a"
 
     out = io.StringIO()
-    result, _ = await drive(controller, Console(file=out, width=200), ask=True, answer=answer)
+    result, _ = await drive(controller, Console(file=out, width=200), ask=True, read=answer)
     assert result.ok, result.outcomes
     (request,) = answered
-    assert "your answer was not recorded" in out.getvalue()
+    assert stood_down.is_set() and "was answered elsewhere" in out.getvalue()
     steps = controller.store.list_steps(request["run_id"])
     decisions = [controller.store.get_record(s.commit).decision for s in steps]
     (theirs,) = [d for d in decisions if d is not None and d.reason == "from the other terminal"]
