@@ -149,7 +149,11 @@ class Gate:
     def approve_rest_of_generation(self, generation: int, by: str | None = None) -> None:
         self._approve_rest.add(generation)
         for request in list(self.pending.values()):
-            if request.generation == generation and request.purpose is Purpose.CANDIDATE:
+            if (
+                request.pending  # one just answered is not answered again
+                and request.generation == generation
+                and request.purpose is Purpose.CANDIDATE
+            ):
                 request.approve(by, reason="approved the rest of this generation")
 
     def automatic(self, request: ApprovalRequest) -> Decision | None:

@@ -238,12 +238,14 @@ class SweepController:
                 return CellOutcome(entry.cell.key, entry.run_id, "error", message)
             self.prepared[entry.run_id] = prepared
             shared = self._shared.get(entry.run_id)
-            watching = asyncio.ensure_future(shared.watch()) if shared is not None else None
+            watching: asyncio.Future[None] | None = None
             self.running += 1
             self.peak = max(self.peak, self.running)
-            self._emit(CellEvent("started", entry.cell, entry.run_id, self.running))
             outcome = CellOutcome(entry.cell.key, entry.run_id, "failed", resumed=mode == "resume")
             try:
+                if shared is not None:
+                    watching = asyncio.ensure_future(shared.watch())
+                self._emit(CellEvent("started", entry.cell, entry.run_id, self.running))
                 outcome.status = await prepared.run.run()
                 state = self.store.get_state(entry.run_id)
                 outcome.message = state.message if state else ""

@@ -109,6 +109,7 @@ class Child:
         # since _mark_time: see _limited.
         self._cpu_mark: asyncio.Future[float | None] | None = None
         self._mark_time = 0.0
+        self._mark_read = False  # the mark was read here (else asked of the supervisor)
 
     async def _attach(
         self, chan: socket.socket, ctl: socket.socket, out: int, err: int, *, single: bool
@@ -254,6 +255,10 @@ class Child:
             return None
         if (seconds := self._read_usage()) is not None:
             return seconds
+        return await self._ask_usage()
+
+    async def _ask_usage(self) -> float | None:
+        """The job's CPU seconds as its supervisor answers (a round trip), or None."""
         async with self._usage_lock:
             if not self.alive or self._kill_task is not None:
                 return None
@@ -312,14 +317,19 @@ class Child:
                 waits: set[asyncio.Future[Any]] = {self._greeted, self._status}
                 await asyncio.wait(waits, timeout=KILL_GRACE, return_when="FIRST_COMPLETED")
             self._fire_mark()
-        mark, mark_time = self._cpu_mark, self._mark_time
+        mark, mark_time, read = self._cpu_mark, self._mark_time, self._mark_read
         assert mark is not None
         self._cpu_mark = None
         state = {"spent": 0.0}
 
+        async def now() -> float | None:  # measured as the mark was: one source per verdict
+            if not self.alive or self._kill_task is not None:
+                return None
+            return self._read_usage() if read else await self._ask_usage()
+
         async def over_cpu() -> bool:
             before = await mark
-            used = await self.cpu_used()
+            used = await now()
             if before is None or used is None:  # no supervisor answer: the wall backstop
                 return False
             state["spent"] = used - before
@@ -336,10 +346,10 @@ class Child:
             self._fire_mark()
             return Reply(reply.message, reply.elapsed, False, None)
         before = await mark
-        after = await self.cpu_used()
-        if after is None and self._status.done():  # it replied, then ended
+        after = await now()
+        if after is None and self._status.done():  # it replied, then ended (rusage: exact)
             after = self._status.result().get("cpu")
-        self._mark_time = time.perf_counter()
+        self._mark_time, self._mark_read = time.perf_counter(), read
         self._cpu_mark = asyncio.get_running_loop().create_future()
         self._cpu_mark.set_result(after)
         if before is None or after is None:
@@ -348,11 +358,13 @@ class Child:
 
     def _fire_mark(self) -> None:
         self._mark_time = time.perf_counter()
-        if (seconds := self._read_usage()) is not None:
+        seconds = self._read_usage()
+        self._mark_read = seconds is not None  # the verdict measures the same way
+        if seconds is not None:
             self._cpu_mark = asyncio.get_running_loop().create_future()
             self._cpu_mark.set_result(seconds)
         else:
-            self._cpu_mark = asyncio.ensure_future(self.cpu_used())
+            self._cpu_mark = asyncio.ensure_future(self._ask_usage())
 
     async def _request(
         self,
@@ -505,7 +517,9 @@ class Child:
             task.cancel()
         if self._ctl_transport is not None:
             self._ctl_transport.close()
-        else:
+        else:  # the HELLO never came: its reader goes before the fd number can be reused
+            with contextlib.suppress(OSError, ValueError):
+                asyncio.get_running_loop().remove_reader(self._ctl.fileno())
             self._ctl.close()
         if self._job_usage is not None:
             self._job_usage.close()

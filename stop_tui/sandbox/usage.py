@@ -12,11 +12,11 @@ A job that cannot fork (seccomp on, one process allowed) is one process with
 threads: its CPU-time clock (``clock_gettime`` of the process clock of its pid,
 which Linux lets any process read: the scheduler's nanoseconds over all its
 threads, exited ones included, one system call of under 1 us) is its whole
-usage. The pid stays the job's until its supervisor reaps it, and the parent
-stops reading when the supervisor reports the job's end. A job that may fork
-is measured by walking every process below the supervisor (the supervisor's own
-``/proc`` directory, held open, shows when it is gone). Anything unreadable
-gives None and the caller asks the supervisor instead.
+usage. A pidfd of the job, held from the start, tells when it has ended: a
+reading is then dropped, so it is never of a process that reused the pid. A job
+that may fork is measured by walking every process below the supervisor (the
+supervisor's own ``/proc`` directory, held open, shows when it is gone).
+Anything unreadable gives None and the caller asks the supervisor instead.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import socket
 import struct
 import time
@@ -90,7 +91,22 @@ class JobUsage:
         self.job = job
         self.single = single
         self._clock = process_clock(job)
+        self._closed = False
         self._sup_fd = os.open(f"{PROC}/{supervisor}", os.O_RDONLY | os.O_DIRECTORY)
+        # A pidfd of the job says when it has ended, so that a reading is never of another
+        # process that took its pid after the supervisor reaped it.
+        self._ended = select.poll()
+        self._job_fd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self._job_fd = os.pidfd_open(job)
+            except OSError:
+                os.close(self._sup_fd)
+                raise
+            self._ended.register(self._job_fd, select.POLLIN)
+        if parent_of(job) != supervisor:  # the pid was already another process's
+            self.close()
+            raise ProcessLookupError(job)
 
     @classmethod
     def open(cls, supervisor: int, single: bool) -> JobUsage | None:
@@ -111,9 +127,12 @@ class JobUsage:
     def seconds(self) -> float | None:
         """CPU seconds (user + system, reaped children included), or None when the
         job or its supervisor is gone or ``/proc`` cannot be read."""
+        if self._closed:
+            return None
         try:
             if self.single:
-                return time.clock_gettime(self._clock)
+                seconds = time.clock_gettime(self._clock)
+                return None if self._ended.poll(0) else seconds
             os.close(os.open("stat", os.O_RDONLY, dir_fd=self._sup_fd))  # still ours?
             # the job's tree, and (without a pid namespace) its orphans, reparented to
             # the supervisor: every process below the supervisor
@@ -122,8 +141,23 @@ class JobUsage:
             return None
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._sup_fd)
+        if self._closed:
+            return
+        self._closed = True
+        for fd in (self._sup_fd, self._job_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` from ``/proc``, or None."""
+    try:
+        with open(f"{PROC}/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def process_clock(pid: int) -> int:

@@ -60,7 +60,8 @@ def flags_view(flags: list[str] | tuple[str, ...], P: Palette) -> Group:
 def monitor_view(note: MonitorNote, P: Palette) -> Text:
     """The monitor model's note: the heading in fixed words, the text through the sanitiser
     (plain Text: markup in it stays literal, escape sequences show as ⟦ESC⟧)."""
-    head = Text(note.heading(), style=f"bold {P['accent']}" if note.available else "dim")
+    # the heading's words are ours, but its model name and verdict come from the record
+    head = rich_text(note.heading(), f"bold {P['accent']}" if note.available else "dim")
     return Text("\n").join([head, rich_text(note.text)])
 
 

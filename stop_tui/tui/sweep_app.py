@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
-from stop_tui.engine.approval import Decision, Purpose, human_identity
+from stop_tui.engine.approval import Purpose
 from stop_tui.engine.events import Event, GenerationFinished, RunFinished
 from stop_tui.errors import UserError
 from stop_tui.experiments.controller import (
@@ -35,8 +35,8 @@ from stop_tui.experiments.stats import CurvePoint, SweepStats
 from stop_tui.keymap import label
 from stop_tui.store.store import RunStore
 from stop_tui.tui.bindings import bindings_for
-from stop_tui.tui.screens.approval import Answer, ApprovalScreen
-from stop_tui.untrusted import rich_text
+from stop_tui.tui.screens.approval import Answer, ApprovalScreen, apply_answer
+from stop_tui.untrusted import rich_text, visible
 
 
 class SweepChanged(Message):
@@ -183,20 +183,9 @@ class SweepScreen(Screen[None]):
         self.answering = False
         request = item.request
         if answer is not None and request.pending:
-            action, payload = answer
-            if action == "approve":
-                request.resolve(Decision.approve(human_identity()))
-            elif action == "reject":
-                request.resolve(Decision.reject(human_identity(), payload))
-            elif action == "edit":
-                request.approve_edited(payload)
-            elif action == "rest":
-                prepared = self.controller.prepared.get(item.run_id)
-                if prepared is not None:
-                    prepared.run.gate.approve_rest_of_generation(request.generation)
-                request.resolve(
-                    Decision.approve(human_identity(), "approved the rest of this generation")
-                )
+            prepared = self.controller.prepared.get(item.run_id)
+            if not apply_answer(request, answer, prepared.run.gate if prepared else None):
+                self.notify(visible(f"already {request.lost_to}"), markup=False)
         self._show_queue()
 
     def action_refresh_stats(self) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from stop_tui.engine.approval import Policy
-from stop_tui.engine.events import ApprovalDecided
+from stop_tui.engine.events import ApprovalDecided, MetaUtilityEvaluated
 from stop_tui.engine.session import prepare_run
 from stop_tui.store.records import sha256_hex
 from stop_tui.tui.app import StopApp
@@ -64,6 +64,20 @@ async def test_a_request_in_the_app_is_answered_from_another_terminal(tmp_path: 
         # Answering in the app afterwards changes nothing: the first answer decided.
         assert not request.approve()
         assert "stop-tui answer" in request.lost_to
+        # The next request shows by itself; "rest of generation" there is this person's.
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ApprovalScreen) and app.screen.request is not request,
+            "the next request",
+        )
+        following = app.screen.request
+        await pilot.pause(0.2)
+        await pilot.press("g")
+        await wait_for(pilot, lambda: not following.pending, "the rest of the generation")
+        assert following.lost_to == ""  # it won its own claim
+        rest = following.decided.result()
+        assert rest.action == "approved" and "stop-tui answer" not in rest.by
+        assert rest.reason == "approved the rest of this generation"
         session.stop()
         await wait_for(pilot, lambda: not session.active, "the run to stop")
     decided = [
@@ -72,4 +86,7 @@ async def test_a_request_in_the_app_is_answered_from_another_terminal(tmp_path: 
     ]  # fmt: skip
     assert len(decided) == 1 and not decided[0].approved
     assert decided[0].reason == "not from this one" and "(stop-tui answer, pid " in decided[0].by
-    assert request.source not in sandbox.sources("improver")  # the rejected code never ran
+    scored = {
+        (e.generation, e.index) for e in session.bus.history if isinstance(e, MetaUtilityEvaluated)
+    }
+    assert (request.generation, request.index) not in scored  # the rejected candidate never ran

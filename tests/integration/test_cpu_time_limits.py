@@ -5,9 +5,12 @@ clock stays a backstop that no sleeping or blocking solution gets past."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +110,7 @@ async def test_the_parent_reads_the_cpu_of_the_job_below_the_supervisor() -> Non
         child = await sandbox.spawn("solution", {"source": SOURCE, "entry_point": "algorithm"})
         async with child:
             assert await child.recv(timeout=20) == {"ready": True}
+            await asyncio.wait_for(child._greeted, 20)  # the HELLO is handled
             reader = child._job_usage
             assert reader is not None and reader.single
             stat = Path(f"/proc/{reader.job}/stat").read_text()
@@ -129,6 +133,7 @@ async def test_the_parent_reads_the_cpu_of_the_job_below_the_supervisor() -> Non
         )
         async with forking:
             assert await forking.recv(timeout=20) == {"ready": True}
+            await asyncio.wait_for(forking._greeted, 20)
             tree = forking._job_usage
             assert tree is not None and not tree.single
             before = tree.seconds()
@@ -136,6 +141,27 @@ async def test_the_parent_reads_the_cpu_of_the_job_below_the_supervisor() -> Non
             after = tree.seconds()
             assert reply.message is not None and before is not None and after is not None
             assert after - before >= 0.28  # the live child's CPU counts for the job (1 tick)
+
+
+def test_a_reading_after_the_job_ended_is_dropped() -> None:
+    """Once the job has exited (even before it is reaped and its pid can be reused), its
+    clock is no longer read: the pidfd held from the start says it ended."""
+    job = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                           stdin=subprocess.PIPE)  # fmt: skip
+    reader = usage.JobUsage(os.getpid(), job.pid, single=True)
+    try:
+        assert reader.seconds() is not None
+        assert job.stdin is not None
+        job.stdin.close()  # it exits; not reaped yet
+        deadline = time.monotonic() + 30
+        while reader.seconds() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reader.seconds() is None
+    finally:
+        reader.close()
+        job.wait()
+    with pytest.raises(ProcessLookupError):  # not the child of that "supervisor"
+        usage.JobUsage(os.getpid(), os.getppid(), single=True)
 
 
 SLEEPER = textwrap.dedent(

@@ -172,7 +172,9 @@ async def test_a_cells_request_is_answered_from_another_terminal(tmp_path: Path)
             listed = json.loads(
                 cli("pending", "--json", "--workspace", workspace, cwd=tmp_path).stdout
             )
-            request = next(r for r in listed if r["live"])
+            # the first asked (ids count up in the order asked): the one the prompt shows
+            live = [r for r in listed if r["live"]]
+            request = min(live, key=lambda r: int(r["request_id"].rpartition("-")[2]))
             done = cli(
                 "answer", request["run_id"], request["request_id"], "reject",
                 "--sha256", request["source_sha256"], "--note", "from the other terminal",

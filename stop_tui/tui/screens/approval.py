@@ -15,7 +15,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
-from stop_tui.engine.approval import ApprovalRequest, Purpose
+from stop_tui.engine.approval import ApprovalRequest, Gate, Purpose
 from stop_tui.engine.audit import review_warnings
 from stop_tui.tui.bindings import bindings_for, with_key
 from stop_tui.tui.charts import Palette
@@ -34,8 +34,27 @@ if TYPE_CHECKING:
     from stop_tui.tui.session import RunSession
 
 #: The modal's answer: (action, payload) with action approve | reject (payload: reason) |
-#: edit (payload: the edited source) | rest | next | later.
+#: edit (payload: the edited source) | rest | next | later | elsewhere (decided elsewhere).
 Answer = tuple[str, str]
+
+
+def apply_answer(request: ApprovalRequest, answer: Answer, gate: Gate | None) -> bool:
+    """Decide ``request`` as the modal answered (approve, reject, edit, rest: with
+    ``gate``, the rest of the generation's candidates too, once this answer has won).
+    False when another answer (another terminal, a policy) decided it first."""
+    action, payload = answer
+    if action == "approve":
+        return request.approve()
+    if action == "reject":
+        return request.reject(payload)
+    if action == "edit":
+        return request.approve_edited(payload)
+    if action == "rest":
+        taken = request.approve(reason="approved the rest of this generation")
+        if taken and gate is not None:
+            gate.approve_rest_of_generation(request.generation)
+        return taken
+    return True  # next, later, elsewhere: nothing to decide here
 
 
 def request_name(request: ApprovalRequest) -> str:
@@ -135,22 +154,31 @@ class ApprovalScreen(ModalScreen[Answer | None]):
         self.query_one("#approval-side").border_title = "scores and audit"
         self.query_one("#approval-diff").focus()
         # Answered elsewhere (`stop-tui answer` in another terminal, or a policy): close.
-        self.request.decided.add_done_callback(lambda _: self.call_later(self._decided_elsewhere))
+        self.request.decided.add_done_callback(self._on_decided)
+
+    def _on_decided(self, _: object) -> None:
+        self.call_later(self._decided_elsewhere)
+
+    def on_unmount(self) -> None:
+        self.request.decided.remove_done_callback(self._on_decided)
+
+    def on_screen_resume(self) -> None:  # decided while another screen was on top
+        if self.request.decided.done():
+            self._decided_elsewhere()
 
     def _decided_elsewhere(self) -> None:
         if not self.is_attached or self.app.screen is not self:
-            return
+            return  # on_screen_resume looks again
         decided = self.request.decided
-        if decided.cancelled() or decided.exception() is not None:  # the run stopped waiting
-            self.dismiss(None)
-            return
-        decision = decided.result()
-        self.notify(
-            visible(f"{request_name(self.request)}: {decision.action} by {decision.by}"),
-            title="answered elsewhere",
-            markup=False,
-        )
-        self.dismiss(None)
+        if not decided.cancelled() and decided.exception() is None:
+            decision = decided.result()
+            self.notify(
+                visible(f"{request_name(self.request)}: {decision.action} by {decision.by}"),
+                title="answered elsewhere",
+                markup=False,
+            )
+        # else: the run stopped waiting. Either way the next waiting request, if any, shows.
+        self.dismiss(("elsewhere", ""))
 
     def _warning_text(self, source: str) -> Text:
         P = Palette.from_theme(self.app.current_theme)

@@ -222,18 +222,10 @@ class RunScreen(Screen[None]):
     def _answered(self, request: ApprovalRequest, result: tuple[str, str] | None) -> None:
         self._approval_open = None
         if result is not None and request.pending and self.session is not None:
-            action, payload = result
-            taken = True
-            if action == "approve":
-                taken = request.approve()
-            elif action == "reject":
-                taken = request.reject(payload)
-            elif action == "edit":
-                taken = request.approve_edited(payload)
-            elif action == "rest":
-                self.session.gate.approve_rest_of_generation(request.generation)
-                taken = request.approve(reason="approved the rest of this generation")
-            if not taken:  # another terminal's answer won the claim first
+            from stop_tui.tui.screens.approval import apply_answer
+
+            action = result[0]
+            if not apply_answer(request, result, self.session.gate):  # another answer won
                 self.notify(visible(f"already {request.lost_to}"), markup=False)
             if action == "next":
                 later = [r for r in self.session.pending() if r is not request]
