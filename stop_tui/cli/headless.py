@@ -102,15 +102,8 @@ class HeadlessView:
                 self.progress.start()
             if answer is None:
                 continue
-            decided = resolve(request, answer, self.run.gate)
-            if not decided:
-                self.console.print(
-                    rich_text(
-                        f"  your answer was not recorded: {request.request_id} was already "
-                        f"{request.lost_to}",
-                        "yellow",
-                    )
-                )
+            if not resolve(request, answer, self.run.gate):
+                self.prompt.lost(request, request.request_id)
 
     def stop_prompting(self) -> None:
         self.prompt.stop()
@@ -377,6 +370,13 @@ class TerminalPrompt:
             return None
         self._line = None
         return line.result()
+
+    def lost(self, request: ApprovalRequest, label: str) -> None:
+        """Say that the answer typed for ``request`` lost to one given first elsewhere."""
+        self.console.print(
+            rich_text(f"  your answer was not recorded: {label} was already {request.lost_to}",
+                      "yellow")
+        )  # fmt: skip
 
     def stop(self) -> None:
         self._cancel.set()

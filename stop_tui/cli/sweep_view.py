@@ -3,8 +3,9 @@
 Under ``--approve ask`` the requests of all cells are answered at the terminal one
 at a time, each labelled with its cell (task/model/variant/seed) and run id; the
 other cells keep running meanwhile. Every cell's requests are also published for
-``stop-tui pending`` / ``stop-tui answer`` (the first answer decides). Cells' messages (a run's or a child's error) and
-stored text are printed through :mod:`stop_tui.untrusted`, never read as markup.
+``stop-tui pending`` / ``stop-tui answer`` (the first answer decides). Cells'
+messages (a run's or a child's error) and stored text are printed through
+:mod:`stop_tui.untrusted`, never read as markup.
 """
 
 from __future__ import annotations
@@ -70,10 +71,7 @@ class SweepView:
                     continue
                 prepared = self.controller.prepared.get(item.run_id)
                 if not resolve(request, text, prepared.run.gate if prepared else None):
-                    self.console.print(
-                        rich_text(f"  your answer was not recorded: {item.label} was already "
-                                  f"{request.lost_to}", "yellow")
-                    )  # fmt: skip
+                    prompt.lost(request, item.label)
         finally:
             prompt.stop()
 

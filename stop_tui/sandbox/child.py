@@ -248,11 +248,9 @@ class Child:
         return message, False
 
     async def cpu_used(self) -> float | None:
-        """CPU seconds the job's processes have used so far, as its supervisor
-        measures them (outside the job: the job cannot forge it); None when the
-        job has ended or the supervisor does not answer within ``KILL_GRACE``."""
-        if not self.alive or self._kill_task is not None:
-            return None
+        """CPU seconds the job's processes have used so far, measured outside the job
+        (read here, else asked of its supervisor: the job cannot forge either); None
+        when the job has ended or the supervisor does not answer within ``KILL_GRACE``."""
         if (seconds := self._read_usage()) is not None:
             return seconds
         return await self._ask_usage()
@@ -275,7 +273,7 @@ class Child:
 
     def _read_usage(self) -> float | None:
         """The job's CPU seconds measured here (no round trip), or None."""
-        if self._job_usage is None or not self.alive:
+        if self._job_usage is None or not self.alive or self._kill_task is not None:
             return None
         return self._job_usage.seconds()
 
@@ -308,10 +306,9 @@ class Child:
     async def _limited(
         self, message: dict[str, Any] | codec.Prepared, timeout: float, cpu_limit: float
     ) -> Reply:
-        # The CPU mark (what the job had used when the previous limited request ended)
-        # is measured by a query fired then; the request does not wait for its answer
-        # (a supervisor round trip costs about as much as a small call), only a verdict
-        # that needs it does.
+        # The CPU mark (what the job had used when the previous limited request ended) is
+        # taken then: read here, or (no reader) a supervisor query that the request does
+        # not wait for; only a verdict that needs the mark awaits it.
         if self._cpu_mark is None:  # the first: every measurement from one source
             if not self._greeted.done():
                 waits: set[asyncio.Future[Any]] = {self._greeted, self._status}
@@ -323,8 +320,6 @@ class Child:
         state = {"spent": 0.0}
 
         async def now() -> float | None:  # measured as the mark was: one source per verdict
-            if not self.alive or self._kill_task is not None:
-                return None
             return self._read_usage() if read else await self._ask_usage()
 
         async def over_cpu() -> bool:
@@ -349,22 +344,24 @@ class Child:
         after = await now()
         if after is None and self._status.done():  # it replied, then ended (rusage: exact)
             after = self._status.result().get("cpu")
-        self._mark_time, self._mark_read = time.perf_counter(), read
-        self._cpu_mark = asyncio.get_running_loop().create_future()
-        self._cpu_mark.set_result(after)
+        self._set_mark(after, read)
         if before is None or after is None:
             return Reply(reply.message, reply.elapsed, False, None)
         return Reply(reply.message, reply.elapsed, False, after - before)
 
     def _fire_mark(self) -> None:
-        self._mark_time = time.perf_counter()
-        seconds = self._read_usage()
-        self._mark_read = seconds is not None  # the verdict measures the same way
-        if seconds is not None:
-            self._cpu_mark = asyncio.get_running_loop().create_future()
-            self._cpu_mark.set_result(seconds)
+        if (seconds := self._read_usage()) is not None:
+            self._set_mark(seconds, read=True)
         else:
+            self._mark_time, self._mark_read = time.perf_counter(), False
             self._cpu_mark = asyncio.ensure_future(self._ask_usage())
+
+    def _set_mark(self, seconds: float | None, read: bool) -> None:
+        """The mark is ``seconds``, measured now; ``read``: here (else asked), so that
+        the next verdict measures the same way."""
+        self._mark_time, self._mark_read = time.perf_counter(), read
+        self._cpu_mark = asyncio.get_running_loop().create_future()
+        self._cpu_mark.set_result(seconds)
 
     async def _request(
         self,

@@ -29,7 +29,7 @@ import socket
 import struct
 import time
 
-from stop_tui.sandbox.guest.zygote import children_of, tree_cpu_seconds
+from stop_tui.sandbox.guest.zygote import children_of, stat_fields, tree_cpu_seconds
 
 PROC = "/proc"
 _UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
@@ -155,7 +155,7 @@ def parent_of(pid: int) -> int | None:
     try:
         with open(f"{PROC}/{pid}/stat", "rb") as f:
             stat = f.read()
-        return int(stat[stat.rfind(b")") + 2 :].split()[1])
+        return int(stat_fields(stat)[1])
     except (OSError, ValueError, IndexError):
         return None
 

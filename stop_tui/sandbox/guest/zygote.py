@@ -260,12 +260,17 @@ def children_of(pid: int, proc: str = "/proc") -> list[int]:
     return found
 
 
+def stat_fields(stat: bytes) -> list[bytes]:
+    """The fields of a ``/proc/PID/stat`` line from field 3 (state) on: after the last
+    ``)``, since the command name in parentheses may hold spaces and ``)`` itself."""
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
 def _stat_ticks(stat: bytes) -> int:
     """User + system clock ticks in one ``/proc/PID/stat``: the process's own (all its
     threads, also exited ones) and its reaped children's (fields 14-17)."""
-    fields = stat[stat.rfind(b")") + 2 :].split()  # from field 3 (state) on
     try:
-        return sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        return sum(int(value) for value in stat_fields(stat)[11:15])  # utime stime cutime cstime
     except (ValueError, IndexError):
         return 0
 
